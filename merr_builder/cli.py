@@ -1,0 +1,119 @@
+"""The `merr` command line.
+
+Exit codes: 0 the build finished with rows; 1 no clip succeeded; 2 the config or the input is invalid
+(nothing was processed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from merr_builder.config import ConfigError, load_config
+from merr_builder.env import apply_offline_defaults
+from merr_builder.ingest import InputError
+
+app = typer.Typer(
+    help="Build the MERR multimodal emotion dataset from raw video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+EXIT_NO_ROWS = 1
+EXIT_BAD_INPUT = 2
+
+
+@app.callback()
+def _main() -> None:
+    apply_offline_defaults()
+
+
+def _flag_overrides(**flags: object) -> list[str]:
+    """Flags are shorthands for `--set section.field=value`; None means 'not given'."""
+    return [f"{key}={'' if value is None else value}" for key, value in flags.items() if value is not None]
+
+
+def _summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title=f"merr build → {summary.out_dir}", show_header=True)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("clips found", str(summary.clips_found))
+    table.add_row("rows written", str(summary.rows))
+    table.add_row("shards", str(len(summary.shards)))
+    table.add_row("quarantined", str(summary.quarantined))
+    for kind, count in sorted(summary.quarantined_by_kind.items()):
+        table.add_row(f"  {kind}", str(count))
+    for stage, seconds in summary.stage_seconds.items():
+        skipped = summary.stage_skipped.get(stage, 0)
+        note = f" ({skipped} partitions cached)" if skipped else ""
+        table.add_row(f"time in {stage}", f"{seconds:.1f} s{note}")
+    return table
+
+
+@app.command()
+def build(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="folder of clips, manifest CSV, or MER2023 folder")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (shards, manifest, quarantine)")],
+    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML or TOML config file")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config field: section.field=value (repeatable)")
+    ] = None,
+    layout: Annotated[str | None, typer.Option(help="auto | folder | manifest | mer2023")] = None,
+    labels: Annotated[Path | None, typer.Option(help="label CSV (name,label)")] = None,
+    transcripts: Annotated[Path | None, typer.Option(help="transcript CSV (name,sentence)")] = None,
+    sample_fps: Annotated[float | None, typer.Option(help="frames per second analysed")] = None,
+    every_frame: Annotated[bool | None, typer.Option("--every-frame", help="analyse every frame")] = None,
+    k_frames: Annotated[int | None, typer.Option(help="uniform frames kept per clip")] = None,
+    partition_size: Annotated[int | None, typer.Option(help="clips per partition")] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel partition tasks")] = None,
+    dask_address: Annotated[str | None, typer.Option(help="run on this Dask scheduler")] = None,
+) -> None:
+    """Build MERR shards from raw clips: ingest → media → … → shards, manifest and quarantine."""
+    try:
+        config = load_config(
+            config_file,
+            _flag_overrides(
+                **{
+                    "ingest.layout": layout,
+                    "ingest.labels_file": labels,
+                    "ingest.transcripts_file": transcripts,
+                    "media.sample_fps": sample_fps,
+                    "media.every_frame": every_frame,
+                    "media.k_frames": k_frames,
+                    "run.partition_size": partition_size,
+                    "run.max_workers": workers,
+                    "run.dask_address": dask_address,
+                }
+            )
+            + list(overrides or []),
+        )
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    from flows.build import run_build  # Prefect loads only once the config is known to be good
+
+    try:
+        summary = run_build(input_path, out, config, console)
+    except InputError as exc:
+        console.print(f"[red]input error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(_summary_table(summary))
+    if summary.rows == 0:
+        console.print(f"[red]no clip succeeded[/red]; see {out / 'quarantine.parquet'}")
+        raise typer.Exit(EXIT_NO_ROWS)
+    console.print(f"done: {summary.rows} rows in {out / 'shards'}, manifest {out / 'manifest.json'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Typed build configuration: one section per stage, loadable from YAML/TOML, overridable by flags.
+
+Every section forbids unknown keys, so a typo fails before any work starts, naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: raised before any clip is touched."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def fingerprint(self) -> str:
+        """A stable digest of this section, part of each stage's cache key."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".3gp")
+
+
+class IngestConfig(_Section):
+    """Finding clips and joining their sidecar transcripts and labels."""
+
+    layout: Literal["auto", "folder", "manifest", "mer2023"] = Field(
+        "auto", description="auto: a .csv input is a manifest; a folder with video/ + transcription_en_all.csv is MER2023"
+    )
+    extensions: tuple[str, ...] = Field(VIDEO_EXTENSIONS, description="video file extensions found in a folder")
+    transcripts_file: Path | None = Field(None, description="name,sentence CSV; MER2023 default: transcription_en_all.csv")
+    labels_file: Path | None = Field(None, description="CSV with a name/clip_id column and a label/discrete column")
+    require_audio: bool = Field(True, description="quarantine clips with no audio stream (MERR needs speech)")
+
+    @model_validator(mode="after")
+    def _extensions_dotted(self) -> "IngestConfig":
+        bad = [e for e in self.extensions if not e.startswith(".")]
+        if bad:
+            raise ValueError(f"extensions must start with '.', got {bad}")
+        return self
+
+
+class MediaConfig(_Section):
+    """Decoding: audio for speech and tone, sampled frames for faces, K uniform frames for the temporal encoders."""
+
+    sample_fps: float = Field(5.0, gt=0, le=240, description="frames per second analysed by the face stage")
+    every_frame: bool = Field(False, description="analyse every decoded frame instead of sample_fps")
+    k_frames: int = Field(16, ge=1, le=256, description="uniformly spaced frames kept as JPEG per clip")
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    frame_max_side: int = Field(448, ge=32, description="longest side of the stored JPEG frames (aspect kept)")
+    truncation_tolerance_s: float = Field(
+        0.5, ge=0, description="a stream that decodes this much shorter than its container says is truncated"
+    )
+
+
+class ShardConfig(_Section):
+    """The Parquet shards."""
+
+    max_shard_mb: float = Field(512.0, gt=0, description="start a new shard once a file reaches this size")
+    row_group_mb: float = Field(32.0, gt=0, description="row groups close at about this many bytes")
+    zstd_level: int = Field(3, ge=1, le=22)
+
+
+class SplitConfig(_Section):
+    """Deterministic split by a hash of the clip id, so a clip keeps its split across rebuilds."""
+
+    val_fraction: float = Field(0.0, ge=0, le=1)
+    test_fraction: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> "SplitConfig":
+        if self.val_fraction + self.test_fraction > 1:
+            raise ValueError("val_fraction + test_fraction must not exceed 1")
+        return self
+
+
+class RunConfig(_Section):
+    """Orchestration: how partitions are formed and where their tasks run."""
+
+    partition_size: int = Field(256, ge=1, description="clips per partition (one task per stage and partition)")
+    task_runner: Literal["threads", "dask"] = "threads"
+    max_workers: int | None = Field(None, ge=1, description="threads for the local runner; default: CPU count")
+    dask_address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
+    retries: int = Field(1, ge=0, description="Prefect retries of a failed partition task")
+
+
+class BuildConfig(_Section):
+    ingest: IngestConfig = IngestConfig()
+    media: MediaConfig = MediaConfig()
+    shards: ShardConfig = ShardConfig()
+    split: SplitConfig = SplitConfig()
+    run: RunConfig = RunConfig()
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} does not parse: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(data: dict[str, Any], assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {assignment!r} is not of the form section.field=value")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        lines.append(f"config field '{field}': {err['msg']}{got}")
+    return "; ".join(lines)
+
+
+def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
+    """File (YAML or TOML) first, then `section.field=value` overrides; validated before returning."""
+    data = _read_file(path) if path is not None else {}
+    for assignment in overrides:
+        _apply_override(data, assignment)
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def config_as_json(config: BuildConfig) -> dict[str, Any]:
+    return json.loads(config.model_dump_json())

@@ -1,0 +1,1 @@
+"""Faces, facial action units and the emotional peak frame."""

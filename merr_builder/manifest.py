@@ -1,0 +1,134 @@
+"""Finishing a build: shards, quarantine.parquet and manifest.json, each published atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from merr_builder import __version__
+from merr_builder.assemble import partition_quarantine, partition_rows
+from merr_builder.atomic import atomic_path, write_bytes_atomic
+from merr_builder.config import BuildConfig, config_as_json
+from merr_builder.quarantine import QuarantineRecord
+from merr_builder.runner import PartitionRun
+from merr_builder.schema import QUARANTINE_SCHEMA, SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
+from merr_builder.shards import ShardInfo, ShardWriter
+from merr_builder.store import PartitionStore
+
+MANIFEST = "manifest.json"
+QUARANTINE = "quarantine.parquet"
+
+# Packages whose versions decide what a build produces; recorded in every manifest.
+RECORDED_PACKAGES = (
+    "merr_builder", "numpy", "pyarrow", "opencv-contrib-python", "prefect", "pydantic",
+    "mediapipe", "faster-whisper", "ctranslate2", "opensmile", "torch", "transformers", "peft",
+)  # fmt: skip
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def ffmpeg_version() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    return out.split("\n", 1)[0] if out else None
+
+
+@dataclass
+class BuildSummary:
+    out_dir: str
+    clips_found: int
+    rows: int
+    quarantined: int
+    quarantined_by_kind: dict[str, int]
+    shards: list[ShardInfo]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_skipped: dict[str, int] = field(default_factory=dict)
+
+
+def finish_build(
+    out_dir: Path,
+    input_path: Path,
+    layout: str,
+    config: BuildConfig,
+    partition_runs: list[list[PartitionRun]],
+    failed: list[QuarantineRecord],
+    n_found: int,
+) -> BuildSummary:
+    """Write shards from every complete partition, the quarantine table and the manifest.
+
+    `partition_runs[i]` is the list of stage runs of partition i (all stages, in order); `failed` holds
+    quarantine rows made outside the stages (discovery rejections, partitions whose task failed).
+    """
+    store = PartitionStore(out_dir)
+    writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)
+    quarantine_tables = [table_from_rows([asdict(r) for r in failed], QUARANTINE_SCHEMA)]
+    try:
+        for runs in partition_runs:
+            writer.write(partition_rows(store, runs, config))
+            quarantine_tables += partition_quarantine(store, runs)
+        shards = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+    quarantine = pa.concat_tables(quarantine_tables).sort_by([("clip_id", "ascending"), ("source_path", "ascending")])
+    with atomic_path(out_dir / QUARANTINE) as temp:
+        pq.write_table(quarantine, temp, compression="zstd")
+    by_kind = dict(Counter(quarantine.column("error_kind").to_pylist()))
+
+    stage_seconds: Counter[str] = Counter()
+    stage_skipped: Counter[str] = Counter()
+    for runs in partition_runs:
+        for run in runs:
+            stage_seconds[run.stage] += run.seconds
+            stage_skipped[run.stage] += int(run.skipped)
+
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "merr_builder_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "input": {"path": str(input_path), "layout": layout, "clips_found": n_found},
+        "rows": sum(s.rows for s in shards),
+        "shards": [asdict(s) for s in shards],
+        "quarantine": {"path": QUARANTINE, "rows": quarantine.num_rows, "by_kind": by_kind},
+        "stages": {
+            run.stage: {"version": run.version, "partitions_skipped": stage_skipped[run.stage]}
+            for run in (partition_runs[0] if partition_runs else [])
+        },
+        "config": config_as_json(config),
+        "packages": package_versions(),
+        "tools": {"ffmpeg": ffmpeg_version(), "python": platform.python_version()},
+        "models": {},
+    }
+    write_bytes_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+    return BuildSummary(
+        out_dir=str(out_dir),
+        clips_found=n_found,
+        rows=manifest["rows"],
+        quarantined=quarantine.num_rows,
+        quarantined_by_kind=by_kind,
+        shards=shards,
+        stage_seconds=dict(stage_seconds),
+        stage_skipped=dict(stage_skipped),
+    )
+

@@ -1,0 +1,173 @@
+"""Media: decode audio and frames with the ffmpeg CLI, streamed through pipes so memory stays bounded.
+
+ffmpeg honours rotation metadata itself (autorotate), so every frame here is upright and of the
+displayed size that ingest reports.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from merr_builder.config import MediaConfig
+from merr_builder.ingest import ClipInfo
+from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
+from merr_builder.schema import MEDIA_SCHEMA
+from merr_builder.stage import PartitionBatch
+
+AUDIO_SAMPLE_RATE = 16_000
+_FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error")
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # position in the sampled sequence
+    time_s: float  # presentation time in the clip
+    rgb: np.ndarray  # H x W x 3 uint8, upright
+
+
+@dataclass(frozen=True)
+class MediaOutput:
+    """The media stage's output row (schema.MEDIA_SCHEMA)."""
+
+    clip_id: str
+    audio_f32: bytes | None
+    audio_duration_s: float | None
+    frames_jpeg: list[bytes]
+    frame_times_s: list[float]
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else "no message"
+
+
+def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """The first audio stream as mono float32 at `sample_rate`."""
+    cmd = [*_FFMPEG, "-i", path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: audio does not decode ({_last_line(proc.stderr)})")
+    return np.frombuffer(proc.stdout, dtype="<f4")
+
+
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Aspect-preserving size whose longer side is at most `max_side`, even-sized for the encoders."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[np.ndarray]:
+    """Run ffmpeg writing rgb24 frames to stdout; yield them one at a time."""
+    frame_bytes = width * height * 3
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    try:
+        assert proc.stdout is not None
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                break
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
+        stderr = proc.stderr.read() if proc.stderr else b""  # type: ignore[union-attr]
+        code = proc.wait()
+    if code != 0:
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: video does not decode ({_last_line(stderr)})")
+
+
+def _packet_times(path: str) -> list[float]:
+    """Presentation times of the video packets (one per frame), without decoding."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    times = []
+    for line in proc.stdout.splitlines():
+        try:
+            times.append(float(line.strip().rstrip(",")))
+        except ValueError:
+            continue
+    return sorted(times)
+
+
+def iter_frames(clip: ClipInfo, config: MediaConfig, max_side: int | None = None) -> Iterator[Frame]:
+    """Frames of a clip at `config.sample_fps` (or every frame), upright, one in memory at a time."""
+    width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
+    filters = [] if config.every_frame else [f"fps={config.sample_fps}"]
+    filters.append(f"scale={width}:{height}")
+    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", ",".join(filters)]
+    if config.every_frame:
+        cmd += ["-fps_mode", "passthrough"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    times = _packet_times(clip.source_path) if config.every_frame else []
+    start = times[0] if times else 0.0
+    for index, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
+        if config.every_frame:
+            time_s = (times[index] - start) if index < len(times) else index / clip.fps
+        else:
+            time_s = index / config.sample_fps
+        yield Frame(index=index, time_s=time_s, rgb=rgb)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ClipError(ErrorKind.DECODE_ERROR, "a frame could not be encoded as JPEG")
+    return buf.tobytes()
+
+
+def uniform_frames(clip: ClipInfo, config: MediaConfig) -> tuple[list[bytes], list[float]]:
+    """K frames spaced evenly over the video stream, as JPEG, in one decoding pass."""
+    duration = clip.video_duration_s
+    k = config.k_frames
+    width, height = scaled_size(clip.width, clip.height, config.frame_max_side)
+    vf = f"fps={k}/{duration:.6f}:round=near,scale={width}:{height}"
+    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", vf, "-frames:v", str(k)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    jpegs = [encode_jpeg(rgb, config.jpeg_quality) for rgb in _stream_rgb(cmd, width, height, clip.source_path)]
+    step = duration / k
+    decoded_s = len(jpegs) * step
+    if duration - decoded_s > max(config.truncation_tolerance_s, step):
+        raise ClipError(
+            ErrorKind.TRUNCATED,
+            f"{clip.source_path}: video decodes to about {decoded_s:.2f} s of the {duration:.2f} s its container "
+            "declares (truncated or corrupt file)",
+        )
+    return jpegs, [round(i * step, 4) for i in range(len(jpegs))]
+
+
+def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
+    frames, times = uniform_frames(clip, config)
+    audio_bytes, audio_s = None, None
+    if clip.has_audio:
+        audio = decode_audio(clip.source_path)
+        audio_s = len(audio) / AUDIO_SAMPLE_RATE
+        declared = clip.audio_duration_s or clip.duration_s
+        if declared - audio_s > config.truncation_tolerance_s:
+            raise ClipError(
+                ErrorKind.TRUNCATED,
+                f"{clip.source_path}: audio decodes to {audio_s:.2f} s of the {declared:.2f} s its container "
+                "declares (truncated or corrupt file)",
+            )
+        audio_bytes = audio.tobytes()
+    return MediaOutput(clip.clip_id, audio_bytes, audio_s, frames, times)
+
+
+class MediaStage:
+    """Decode a partition's audio (16 kHz mono float32) and K uniform frames (JPEG)."""
+
+    name = "media"
+    version = "1"
+    config_section = "media"
+    output_schema = MEDIA_SCHEMA
+
+    def __init__(self, config: MediaConfig) -> None:
+        self.config = config
+
+    def run(self, batch: PartitionBatch) -> StageResult[MediaOutput]:
+        return map_clips(
+            self.name, batch.clips, lambda c: load_clip_media(c, self.config), lambda c: (c.clip_id, c.source_path)
+        )

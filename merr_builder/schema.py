@@ -1,0 +1,193 @@
+"""The versioned pyarrow schemas of every table the build writes, each column documented.
+
+`schemas/` holds these rendered as Markdown (`python -m merr_builder.schema schemas/`); a test keeps the
+two in step. Columns a later stage owns exist now with their final type and stay null until it lands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+from merr_builder.faces.facs import AU_NAMES
+
+SCHEMA_VERSION = "1.0.0"
+
+EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
+
+
+def _field(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={"merr_table": name, "merr_schema_version": SCHEMA_VERSION})
+
+
+# One AU intensity per FACS action unit, OpenFace 0-5 scale; null where no face was measured.
+AU_STRUCT = pa.struct([pa.field(au, pa.float32()) for au in AU_NAMES])
+AU_FRAME_STRUCT = pa.struct(
+    [pa.field("frame_index", pa.int32()), pa.field("time_s", pa.float32())]
+    + [pa.field(au, pa.float32()) for au in AU_NAMES]
+)
+
+# --- stage outputs (OUT/stages/<stage>/part-*.parquet) -------------------------------------------
+
+INGEST_SCHEMA = _schema(
+    "stage.ingest",
+    [
+        _field("clip_id", pa.string(), "clip identifier: the file stem unless a manifest gives one", False),
+        _field("source_path", pa.string(), "absolute path of the clip as found", False),
+        _field("fingerprint", pa.string(), "sha256 of the file's bytes; the cache key of every later stage", False),
+        _field("size_bytes", pa.int64(), "file size in bytes", False),
+        _field("duration_s", pa.float64(), "container duration in seconds (ffprobe)", False),
+        _field("video_duration_s", pa.float64(), "declared duration of the video stream", False),
+        _field("audio_duration_s", pa.float64(), "declared duration of the audio stream; null without audio"),
+        _field("fps", pa.float64(), "average frame rate of the video stream", False),
+        _field("width", pa.int32(), "displayed width in pixels, after rotation", False),
+        _field("height", pa.int32(), "displayed height in pixels, after rotation", False),
+        _field("rotation", pa.int32(), "display rotation in degrees from the stream's metadata (0, 90, 180, 270)", False),
+        _field("video_codec", pa.string(), "codec of the first video stream", False),
+        _field("audio_codec", pa.string(), "codec of the first audio stream; null when there is none"),
+        _field("has_audio", pa.bool_(), "whether the file has an audio stream", False),
+        _field("sidecar_transcript", pa.string(), "transcript given beside the clip (e.g. MER2023 CSV)"),
+        _field("sidecar_source", pa.string(), "where sidecar_transcript came from (file path)"),
+        _field("label", pa.string(), "given label, normalised to the MERR set; null when none was given"),
+        _field("label_source", pa.string(), "where the given label came from (file path)"),
+    ],
+)
+
+MEDIA_SCHEMA = _schema(
+    "stage.media",
+    [
+        _field("clip_id", pa.string(), "clip identifier", False),
+        _field("audio_f32", pa.binary(), "16 kHz mono float32 little-endian PCM; null without audio"),
+        _field("audio_duration_s", pa.float64(), "seconds of decoded audio; null without audio"),
+        _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG", False),
+        _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each kept frame", False),
+    ],
+)
+
+# --- the dataset (OUT/shards/merr-*.parquet) ---------------------------------------------------
+
+SHARD_SCHEMA = _schema(
+    "shard",
+    [
+        _field("clip_id", pa.string(), "clip identifier, unique in a build", False),
+        _field("source_path", pa.string(), "absolute path of the source clip", False),
+        _field("fingerprint", pa.string(), "sha256 of the source file's bytes", False),
+        _field("duration_s", pa.float64(), "clip duration in seconds", False),
+        _field("fps", pa.float64(), "average video frame rate", False),
+        _field("width", pa.int32(), "displayed width in pixels", False),
+        _field("height", pa.int32(), "displayed height in pixels", False),
+        _field("has_audio", pa.bool_(), "whether the clip has an audio stream", False),
+        _field("n_faces", pa.int32(), "distinct faces (tracks) seen in the sampled frames"),
+        _field("peak_frame_index", pa.int32(), "index in the decoded video of the emotional peak frame"),
+        _field("peak_time_s", pa.float64(), "time of the emotional peak frame in seconds"),
+        _field("peak_frame_jpeg", pa.binary(), "the whole peak frame as JPEG"),
+        _field("peak_face_jpeg", pa.binary(), "aligned crop of the chosen face at the peak, JPEG"),
+        _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG (temporal encoders)"),
+        _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each frame in frames_jpeg"),
+        _field("aus_peak", AU_STRUCT, "AU intensities (0-5) of the chosen face at the peak frame"),
+        _field("au_series", pa.list_(AU_FRAME_STRUCT), "per sampled frame: index, time and AU intensities"),
+        _field("transcript", pa.string(), "what the person says (sidecar or ASR)"),
+        _field("transcript_language", pa.string(), "ISO 639-1 language of the transcript"),
+        _field("transcript_source", pa.string(), "sidecar file or ASR backend that gave the transcript"),
+        _field("egemaps", pa.list_(pa.float32()), f"eGeMAPSv02 functionals ({EGEMAPS_DIM} values)"),
+        _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style"),
+        _field("visual_objective_description", pa.string(), "what the scene shows (VLM or measured facts)"),
+        _field("audio_tone_description", pa.string(), "tone phrases relative to the corpus"),
+        _field("pseudo_label", pa.string(), "label from AU prototypes"),
+        _field("pseudo_label_score", pa.float32(), "agreement of the peak AUs with pseudo_label's prototype"),
+        _field("label", pa.string(), "the MERR label of the clip (one of the nine)"),
+        _field("label_source", pa.string(), "label file, pseudo-label, or the rule that set the label"),
+        _field("coarse_caption", pa.string(), "the paper's template sentence filled from the clues"),
+        _field("fine_caption", pa.string(), "LLM reasoning that passed the checks; null where not kept"),
+        _field("fine_status", pa.string(), "'kept' or the reason the fine caption was rejected"),
+        _field("split", pa.string(), "train, val or test (hash of clip_id)", False),
+        _field("provenance", pa.string(), "JSON: tool version, stage versions and config digests, models", False),
+    ],
+)
+
+QUARANTINE_SCHEMA = _schema(
+    "quarantine",
+    [
+        _field("clip_id", pa.string(), "clip identifier (file stem when it never got further)", False),
+        _field("source_path", pa.string(), "path of the clip as found", False),
+        _field("stage", pa.string(), "stage that rejected the clip", False),
+        _field("error_kind", pa.string(), "machine-readable reason (merr_builder.quarantine.ErrorKind)", False),
+        _field("message", pa.string(), "what went wrong, for a person", False),
+    ],
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "shard": SHARD_SCHEMA,
+    "quarantine": QUARANTINE_SCHEMA,
+    "stage.ingest": INGEST_SCHEMA,
+    "stage.media": MEDIA_SCHEMA,
+}
+
+
+class SchemaError(ValueError):
+    """A table that does not match its declared schema."""
+
+
+def validate_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return `table` cast to `schema`, or raise SchemaError naming the table and column."""
+    name = (schema.metadata or {}).get(b"merr_table", b"?").decode()
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    extra = [c for c in table.column_names if c not in schema.names]
+    if missing or extra:
+        raise SchemaError(f"table {name}: missing columns {missing}, unexpected columns {extra}")
+    table = table.select(schema.names)
+    for field in schema:
+        column = table.column(field.name)
+        if not field.nullable and column.null_count:
+            raise SchemaError(f"table {name}: column {field.name} must not be null ({column.null_count} nulls)")
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SchemaError(f"table {name}: {exc}") from exc
+
+
+def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a validated table from row dicts (missing nullable keys become nulls)."""
+    try:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        name = (schema.metadata or {}).get(b"merr_table", b"?").decode()
+        raise SchemaError(f"table {name}: {exc}") from exc
+    return validate_table(table, schema)
+
+
+def render_markdown(name: str, schema: pa.Schema) -> str:
+    lines = [
+        f"# `{name}` (schema {SCHEMA_VERSION})",
+        "",
+        "Generated from `merr_builder/schema.py` by `python -m merr_builder.schema schemas/`; do not edit.",
+        "",
+        "| column | type | nullable | meaning |",
+        "|---|---|---|---|",
+    ]
+    for field in schema:
+        doc = (field.metadata or {}).get(b"doc", b"").decode()
+        type_text = str(field.type).replace("|", "\\|")
+        lines.append(f"| `{field.name}` | `{type_text}` | {'yes' if field.nullable else 'no'} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_all(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in TABLES.items():
+        path = directory / f"{name}.md"
+        path.write_text(render_markdown(name, schema), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in render_all(Path(sys.argv[1] if len(sys.argv) > 1 else "schemas")):
+        print(written_path)

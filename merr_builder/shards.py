@@ -1,0 +1,121 @@
+"""Sharded Parquet output: zstd, byte-sized row groups for streaming, size-based rotation, atomic names.
+
+Shards are written under hidden temporary names and renamed to `merr-XXXXX-of-NNNNN.parquet` only once
+every shard is complete (the total NNNNN is known only then), so no final name ever holds a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from merr_builder.atomic import publish, remove_stale_temps, temp_path_for
+from merr_builder.config import ShardConfig
+from merr_builder.schema import validate_table
+
+SHARDS_DIR = "shards"
+SHARD_NAME = re.compile(r"^merr-(\d{5})-of-(\d{5})\.parquet$")
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: str  # relative to the build folder
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def shard_name(index: int, total: int) -> str:
+    return f"merr-{index:05d}-of-{total:05d}.parquet"
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+class ShardWriter:
+    """Append tables; get finished, renamed shards from `close()`.
+
+    Memory holds at most one row group's worth of rows (about `row_group_mb`), whatever the dataset size.
+    """
+
+    def __init__(self, out_dir: Path, schema: pa.Schema, config: ShardConfig) -> None:
+        self.out_dir = Path(out_dir)
+        self.dir = self.out_dir / SHARDS_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)
+        self.schema = schema
+        self.config = config
+        self._buffer: list[pa.Table] = []
+        self._buffered_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._current: Path | None = None
+        self._current_rows = 0
+        self._done: list[tuple[Path, int]] = []  # (temp path, rows)
+
+    def write(self, table: pa.Table) -> None:
+        table = validate_table(table, self.schema)
+        if table.num_rows == 0:
+            return
+        self._buffer.append(table)
+        self._buffered_bytes += table.nbytes
+        if self._buffered_bytes >= self.config.row_group_mb * _MB:
+            self._flush_row_group()
+
+    def _flush_row_group(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer).combine_chunks()
+        self._buffer, self._buffered_bytes = [], 0
+        if self._writer is None:
+            self._current = temp_path_for(self.dir / f"shard-{len(self._done):05d}.parquet")
+            self._writer = pq.ParquetWriter(
+                self._current,
+                self.schema,
+                compression="zstd",
+                compression_level=self.config.zstd_level,
+                write_page_index=True,
+            )
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._current_rows += table.num_rows
+        if os.path.getsize(self._current) >= self.config.max_shard_mb * _MB:  # type: ignore[arg-type]
+            self._close_current()
+
+    def _close_current(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._done.append((self._current, self._current_rows))  # type: ignore[arg-type]
+        self._writer, self._current, self._current_rows = None, None, 0
+
+    def close(self) -> list[ShardInfo]:
+        """Finish the last shard, rename all to their final names, and drop shards of earlier builds."""
+        self._flush_row_group()
+        self._close_current()
+        total = len(self._done)
+        infos = []
+        for index, (temp, rows) in enumerate(self._done):
+            final = self.dir / shard_name(index, total)
+            publish(temp, final)
+            infos.append(ShardInfo(str(final.relative_to(self.out_dir)), rows, final.stat().st_size, sha256_file(final)))
+        keep = {Path(info.path).name for info in infos}
+        for old in self.dir.iterdir():
+            if SHARD_NAME.match(old.name) and old.name not in keep:
+                old.unlink()
+        return infos
+
+    def abort(self) -> None:
+        """Drop everything written so far (no final name was ever used)."""
+        if self._writer is not None:
+            self._writer.close()
+        for path in [p for p, _ in self._done] + ([self._current] if self._current else []):
+            path.unlink(missing_ok=True)
+        self._done, self._writer, self._current = [], None, None
