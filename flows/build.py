@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from merr_builder.config import BuildConfig, RunConfig
-from merr_builder.ingest import IngestStage, discover
+from merr_builder.ingest import IngestStage, check_input, discover
 from merr_builder.manifest import BuildSummary, finish_build
 from merr_builder.media import MediaStage
 from merr_builder.quarantine import ErrorKind, QuarantineRecord
@@ -121,7 +121,8 @@ def build_flow(input_path: str, out_dir: str, config: BuildConfig, console: Cons
 
 
 def run_build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, console: Console | None = None):
-    """Run the build flow with the task runner the config names."""
+    """Run the build flow with the task runner the config names (after the cheap input checks)."""
+    check_input(Path(input_path), config.ingest)
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
     return flow_(str(Path(input_path).absolute()), str(Path(out_dir).absolute()), config, console)
 

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -169,11 +170,25 @@ def detect_layout(input_path: Path, config: IngestConfig) -> str:
     return "folder"
 
 
-def discover(input_path: Path, config: IngestConfig) -> Discovery:
-    """List the clips of a build input; clips that share an id are rejected, all of them, naming each path."""
+def check_input(input_path: Path, config: IngestConfig) -> None:
+    """Cheap checks of the build input, run before any orchestration starts; raise InputError."""
     input_path = Path(input_path).expanduser().absolute()
     if not input_path.exists():
         raise InputError(f"input {input_path} does not exist")
+    layout = detect_layout(input_path, config)
+    if layout == "manifest" and not input_path.is_file():
+        raise InputError(f"input {input_path} is not a manifest CSV file")
+    if layout in ("folder", "mer2023") and not input_path.is_dir():
+        raise InputError(f"input {input_path} is not a folder of clips")
+    for name, path in (("transcripts_file", config.transcripts_file), ("labels_file", config.labels_file)):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"ingest.{name} {path} does not exist")
+
+
+def discover(input_path: Path, config: IngestConfig) -> Discovery:
+    """List the clips of a build input; clips that share an id are rejected, all of them, naming each path."""
+    check_input(input_path, config)
+    input_path = Path(input_path).expanduser().absolute()
     layout = detect_layout(input_path, config)
 
     labels_from_manifest: dict[int, str | None] = {}
@@ -266,9 +281,36 @@ def run_ffprobe(path: str | Path) -> dict:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"ffprobe exit {proc.returncode}"
+        reason = "; ".join(filter(None, [_sniff(Path(path)), _ffmpeg_messages(proc.stderr)]))
         raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{path}: not a readable video file ({reason})")
     return json.loads(proc.stdout or "{}")
+
+
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+
+
+def _sniff(path: Path) -> str | None:
+    """A plain-words guess at what an unreadable file is, from its first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    if head[4:8] in _ISO_BOXES:
+        return "an MP4/MOV whose index is missing or cut off: the file is truncated or was never finished"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "the file holds text, not video"
+    return None
+
+
+def _ffmpeg_messages(stderr: str) -> str:
+    """ffmpeg's error lines without object addresses and the repeated path."""
+    lines: list[str] = []
+    for line in stderr.strip().splitlines():
+        message = re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", line).split(": ", 1)[-1].strip()
+        if message and message not in lines:
+            lines.append(message)
+    return "; ".join(lines) or "ffprobe failed without a message"
 
 
 def probe(source: ClipSource, config: IngestConfig) -> ClipInfo:

@@ -1,0 +1,58 @@
+"""Session fixtures: the shared sample data, the generated speech and broken clips, one Prefect server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from merr_builder.env import apply_offline_defaults
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MERR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import make_clips  # noqa: E402
+
+apply_offline_defaults()
+
+# Prefect reads its settings when first imported (test modules import the flows at collection), so the
+# shared server's address is fixed here, before any test module loads; the fixture below starts it.
+from flows.server import PrefectServer  # noqa: E402
+
+_SERVER = PrefectServer(Path(tempfile.mkdtemp(prefix="merr-prefect-")))
+os.environ.update(_SERVER.env())
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"sample data not found at {SHARED_DATA}; set MERR_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mer2023_sample(shared_data: Path) -> Path:
+    return shared_data / "mer2023_sample"
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> make_clips.Fixtures:
+    return make_clips.make_all(tmp_path_factory.mktemp("clips"), shared_data)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """One Prefect server for the whole session, stopped with its process group at the end.
+
+    Its address is inherited by every `merr` subprocess a test starts, so no flow starts a temporary
+    server of its own (those outlive a killed parent).
+    """
+    _SERVER.start()
+    yield _SERVER
+    _SERVER.stop()
+    shutil.rmtree(_SERVER.home, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""The build flow end to end: real ffmpeg, real Prefect (the session's server), real Parquet."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from flows.build import PIPELINE, run_build
+from merr_builder.config import load_config
+from merr_builder.quarantine import ErrorKind
+
+
+def _link(folder: Path, *paths: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        os.symlink(path, folder / path.name)
+
+
+@pytest.fixture(scope="module")
+def mixed_build(clips, shared_data, tmp_path_factory):
+    """Good clips and broken ones in one input folder, built in partitions of 3."""
+    root = tmp_path_factory.mktemp("mixed")
+    good = [*clips.speech.values(), shared_data / "single_face.mp4", clips.rotated_90]
+    bad = [clips.truncated, clips.truncated_faststart, clips.zero_bytes, clips.text_as_mp4, clips.no_audio]
+    _link(root / "input" / "good", *good)
+    _link(root / "input" / "bad", *bad)
+    config = load_config(None, ["run.partition_size=3"])
+    summary = run_build(root / "input", root / "out", config)
+    return root / "out", summary, good, bad, config
+
+
+def test_good_clips_come_through_and_bad_ones_are_quarantined(mixed_build):
+    out, summary, good, bad, _ = mixed_build
+    rows = pd.read_parquet(out / "shards")
+    assert sorted(rows.clip_id) == sorted(p.stem for p in good)
+    quarantine = pd.read_parquet(out / "quarantine.parquet").set_index("clip_id")
+    assert sorted(quarantine.index) == sorted(p.stem for p in bad)
+    expected = {
+        "truncated": ErrorKind.UNREADABLE_CONTAINER,
+        "truncated_faststart": ErrorKind.TRUNCATED,
+        "zero_bytes": ErrorKind.EMPTY_FILE,
+        "text_file": ErrorKind.UNREADABLE_CONTAINER,
+        "no_audio": ErrorKind.NO_AUDIO_STREAM,
+    }
+    assert quarantine.error_kind.to_dict() == expected
+    for clip_id, row in quarantine.iterrows():
+        assert row.source_path.endswith(f"{clip_id}.mp4") and row.source_path in row.message
+    assert quarantine.loc["truncated_faststart", "stage"] == "media"
+    assert summary.rows == len(good) and summary.quarantined == len(bad)
+
+
+def test_rows_hold_what_the_stages_measured(mixed_build, shared_data):
+    out, *_ = mixed_build
+    rows = pd.read_parquet(out / "shards").set_index("clip_id")
+    smile = rows.loc["single_face"]
+    assert (smile.width, smile.height, smile.has_audio) == (640, 360, True)
+    assert smile.fingerprint == hashlib.sha256((shared_data / "single_face.mp4").read_bytes()).hexdigest()
+    assert len(smile.frames_jpeg) == 16 and smile.frames_jpeg[0][:2] == b"\xff\xd8"  # JPEG magic
+    assert (rows.loc["rotated_90", "width"], rows.loc["rotated_90", "height"]) == (240, 320)
+    assert set(rows.split) == {"train"}
+    provenance = json.loads(smile.provenance)
+    assert set(provenance["stages"]) == {stage.name for stage in PIPELINE}
+
+
+def test_manifest_lists_every_shard_with_its_hash(mixed_build):
+    out, summary, *_ = mixed_build
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == "1.0.0"
+    assert manifest["rows"] == summary.rows == sum(s["rows"] for s in manifest["shards"])
+    for shard in manifest["shards"]:
+        data = (out / shard["path"]).read_bytes()
+        assert len(data) == shard["bytes"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
+    assert manifest["config"]["run"]["partition_size"] == 3
+    assert manifest["packages"]["pyarrow"] and manifest["tools"]["ffmpeg"].startswith("ffmpeg version")
+    assert manifest["quarantine"]["by_kind"][ErrorKind.UNREADABLE_CONTAINER] == 2
+
+
+def test_shards_load_with_pandas_pyarrow_dataset_and_hf_datasets(mixed_build):
+    out, summary, *_ = mixed_build
+    files = sorted(str(p) for p in (out / "shards").glob("merr-*.parquet"))
+    assert len(pd.read_parquet(files[0]).columns) == len(pq.read_schema(files[0]).names)
+    assert ds.dataset(out / "shards", format="parquet").count_rows() == summary.rows
+    hf = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(out.parent / "hf"))
+    assert hf.num_rows == summary.rows
+    assert {"clip_id", "frames_jpeg", "aus_peak", "au_series", "egemaps"} <= set(hf.column_names)
+
+
+def test_a_second_run_skips_its_finished_partitions(mixed_build):
+    out, first, _, _, config = mixed_build
+    stage_files = sorted((out / "stages").rglob("*.parquet"))
+    mtimes = [p.stat().st_mtime_ns for p in stage_files]
+    before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+    second = run_build(out.parent / "input", out, config)
+    n_partitions = 4  # 11 clips found, in partitions of 3
+    assert second.stage_skipped == {stage.name: n_partitions for stage in PIPELINE}
+    assert [p.stat().st_mtime_ns for p in stage_files] == mtimes
+    after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
+    _link(tmp_path / "input", *clips.speech.values())
+    out = tmp_path / "out"
+    run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2"]))
+    summary = run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2", "media.k_frames=4"]))
+    assert summary.stage_skipped == {"ingest": 2, "media": 0}
+    rows = pd.read_parquet(out / "shards")
+    assert set(rows.frames_jpeg.map(len)) == {4}
+    assert len(list((out / "stages" / "media").glob("part-*.quarantine.parquet"))) == 2  # superseded ones gone
+
+
+def test_mer2023_layout_builds_with_transcripts(mer2023_sample, tmp_path):
+    summary = run_build(mer2023_sample, tmp_path / "out", load_config())
+    rows = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
+    expected = pd.read_csv(mer2023_sample / "transcription_en_all.csv").set_index("name")["sentence"]
+    assert summary.rows == 4
+    assert rows.transcript.to_dict() == expected.to_dict()
+    assert rows.transcript_source.str.startswith("sidecar:").all()
+
+
+def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):
+    for sub, name in (("a", "single_face.mp4"), ("b", "no_face.mp4")):
+        (tmp_path / "input" / sub).mkdir(parents=True)
+        os.symlink(shared_data / name, tmp_path / "input" / sub / "same.mp4")
+    os.symlink(shared_data / "single_face.mp4", tmp_path / "input" / "unique.mp4")
+    summary = run_build(tmp_path / "input", tmp_path / "out", load_config())
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    assert summary.rows == 1 and summary.clips_found == 3
+    assert list(quarantine.error_kind) == [ErrorKind.DUPLICATE_CLIP_ID] * 2
+    assert all("a/same.mp4" in m and "b/same.mp4" in m for m in quarantine.message)

@@ -1,0 +1,98 @@
+import tracemalloc
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from merr_builder.config import IngestConfig, MediaConfig
+from merr_builder.ingest import ClipSource, probe
+from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio, iter_frames, load_clip_media
+from merr_builder.quarantine import ClipError, ErrorKind
+
+
+def _probe(path: Path):
+    return probe(ClipSource(path.stem, str(path)), IngestConfig())
+
+
+def test_audio_is_16k_mono_float32_of_the_stream_length(clips):
+    clip = _probe(clips.speech["speech_en_happy"])
+    audio = decode_audio(clip.source_path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert len(audio) / AUDIO_SAMPLE_RATE == pytest.approx(clip.audio_duration_s, abs=0.05)
+    assert 0.01 < float(np.sqrt(np.mean(audio**2))) < 1.0  # speech, not silence or clipping
+
+
+def test_a_sine_tone_decodes_at_its_frequency(clips):
+    audio = decode_audio(str(clips.good_synthetic))
+    spectrum = np.abs(np.fft.rfft(audio))
+    peak_hz = np.argmax(spectrum) * AUDIO_SAMPLE_RATE / len(audio)
+    assert peak_hz == pytest.approx(440, abs=2)
+
+
+def test_frames_at_the_sample_rate(mer2023_sample: Path):
+    clip = _probe(mer2023_sample / "video" / "sample_00000338.mp4")  # 4.56 s
+    frames = list(iter_frames(clip, MediaConfig(sample_fps=5.0)))
+    assert len(frames) == 23  # as PROVENANCE.md counts for this clip at 5 fps
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert frames[1].time_s == pytest.approx(0.2)
+    assert frames[0].rgb.shape == (378, 672, 3)
+
+
+def test_every_frame_on_request(shared_data: Path):
+    clip = _probe(shared_data / "single_face.mp4")  # 72 frames at 30 fps
+    frames = list(iter_frames(clip, MediaConfig(every_frame=True)))
+    assert len(frames) == 72
+    times = [f.time_s for f in frames]
+    assert times == sorted(times) and times[0] == 0.0
+    assert times[-1] == pytest.approx(71 / 30, abs=0.02)
+
+
+def test_rotation_is_honoured(clips):
+    upright = next(iter_frames(_probe(clips.good_synthetic), MediaConfig())).rgb
+    rotated = next(iter_frames(_probe(clips.rotated_90), MediaConfig())).rgb
+    assert upright.shape == (240, 320, 3) and rotated.shape == (320, 240, 3)
+    # The rotated clip's frame is the upright frame turned a quarter (one way or the other).
+    errors = [np.abs(np.rot90(upright, k).astype(int) - rotated.astype(int)).mean() for k in (1, 3)]
+    assert min(errors) < 3 < max(errors)
+
+
+def test_frame_memory_stays_bounded_on_a_long_clip(shared_data: Path):
+    clip = _probe(shared_data / "WolfgangLanger_Pexels.mp4")  # 19.7 s, 472 frames of 640x360
+    frame_bytes = 640 * 360 * 3
+    tracemalloc.start()
+    count = 0
+    for _ in iter_frames(clip, MediaConfig(every_frame=True)):
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 472
+    assert peak < 8 * frame_bytes, f"peak {peak / 1e6:.1f} MB for {count} frames of {frame_bytes / 1e6:.2f} MB"
+
+
+def test_k_uniform_frames_as_jpeg(mer2023_sample: Path):
+    clip = _probe(mer2023_sample / "video" / "samplenew_00061200.mp4")  # 1920x808, 2.4 s
+    media = load_clip_media(clip, MediaConfig(k_frames=16, frame_max_side=448))
+    assert len(media.frames_jpeg) == 16
+    images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in media.frames_jpeg]
+    assert all(img is not None and max(img.shape[:2]) <= 448 for img in images)
+    assert images[0].shape[1] / images[0].shape[0] == pytest.approx(1920 / 808, rel=0.02)
+    assert media.frame_times_s == sorted(media.frame_times_s) and media.frame_times_s[-1] < clip.video_duration_s
+    assert len(np.frombuffer(media.audio_f32, "<f4")) / AUDIO_SAMPLE_RATE == pytest.approx(media.audio_duration_s)
+
+
+def test_a_cut_off_clip_is_reported_truncated(clips):
+    clip = _probe(clips.truncated_faststart)  # its index says 6 s; half the data is gone
+    with pytest.raises(ClipError) as err:
+        load_clip_media(clip, MediaConfig())
+    assert err.value.kind == ErrorKind.TRUNCATED
+    assert str(clips.truncated_faststart) in err.value.message and "truncated" in err.value.message
+
+
+def test_an_unreadable_stream_is_a_decode_error(clips, tmp_path: Path):
+    clip = _probe(clips.good_synthetic)
+    gone = replace(clip, source_path=str(tmp_path / "vanished.mp4"))
+    with pytest.raises(ClipError) as err:
+        load_clip_media(gone, MediaConfig())
+    assert err.value.kind == ErrorKind.DECODE_ERROR and "vanished.mp4" in err.value.message
