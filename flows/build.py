@@ -100,10 +100,11 @@ def build_flow(input_path: str, out_dir: str, config: BuildConfig, console: Cons
 
     with _progress(console) as progress:
         bars = {s.name: progress.add_task(s.name, total=len(discovery.clips)) for s in PIPELINE}
+        size_of = {id(f): len(p.sources) for p, chain in zip(partitions, chains) for f in chain}
         for future in as_completed([f for chain in chains for f in chain]):
             run = _outcome(future)
-            if isinstance(run, PartitionRun):
-                progress.advance(bars[run.stage], run.n_in)
+            if isinstance(run, PartitionRun):  # a partition's clips are done with this stage
+                progress.advance(bars[run.stage], size_of[id(future)])
 
     complete: list[list[PartitionRun]] = []
     failed: list[QuarantineRecord] = list(discovery.rejected)

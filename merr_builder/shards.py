@@ -65,10 +65,15 @@ class ShardWriter:
         table = validate_table(table, self.schema)
         if table.num_rows == 0:
             return
-        self._buffer.append(table)
-        self._buffered_bytes += table.nbytes
-        if self._buffered_bytes >= self.config.row_group_mb * _MB:
-            self._flush_row_group()
+        # Slice big tables so each row group holds about row_group_mb, whatever the caller's batch size.
+        target = self.config.row_group_mb * _MB
+        rows_per_group = max(1, int(target * table.num_rows / max(table.nbytes, 1)))
+        for start in range(0, table.num_rows, rows_per_group):
+            piece = table.slice(start, rows_per_group)
+            if self._buffer and self._buffered_bytes + piece.nbytes > target:
+                self._flush_row_group()
+            self._buffer.append(piece)
+            self._buffered_bytes += piece.nbytes
 
     def _flush_row_group(self) -> None:
         if not self._buffer:

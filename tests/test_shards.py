@@ -1,5 +1,4 @@
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -7,7 +6,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from merr_builder.config import ShardConfig
@@ -97,3 +95,11 @@ def test_row_groups_are_sized_for_streaming(tmp_path: Path):
     meta = pq.ParquetFile(tmp_path / info.path).metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     assert meta.num_row_groups >= 8 and max(sizes) <= 9  # about 0.1 MB of 20 kB rows each
+
+
+def test_one_big_batch_is_split_into_row_groups(tmp_path: Path):
+    writer = ShardWriter(tmp_path, SHARD_SCHEMA, ShardConfig(row_group_mb=0.1))
+    writer.write(table_from_rows(shard_rows(0, 50), SHARD_SCHEMA))  # about 1 MB in one call
+    [info] = writer.close()
+    meta = pq.ParquetFile(tmp_path / info.path).metadata
+    assert meta.num_row_groups >= 8 and meta.num_rows == 50
