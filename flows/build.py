@@ -19,6 +19,7 @@ from rich.text import Text
 from merr_builder.config import BuildConfig, RunConfig
 from merr_builder.ingest import IngestStage, check_input, discover
 from merr_builder.manifest import BuildSummary, finish_build
+from merr_builder.faces.stage import FacesStage
 from merr_builder.media import MediaStage
 from merr_builder.quarantine import ErrorKind, QuarantineRecord
 from merr_builder.runner import Partition, PartitionRun, make_partitions, run_stage
@@ -28,6 +29,7 @@ from merr_builder.stage import Stage
 PIPELINE: tuple[type[Stage], ...] = (
     IngestStage,  # find, probe, fingerprint; join sidecar transcripts and labels
     MediaStage,  # 16 kHz mono audio; K uniformly spaced frames as JPEG
+    FacesStage,  # faces, AUs, main person, emotional peak frame, AU words and pseudo-label
 )
 
 
@@ -118,7 +120,8 @@ def build_flow(input_path: str, out_dir: str, config: BuildConfig, console: Cons
             complete.append(outcomes)
 
     n_found = len(discovery.clips) + len({(r.clip_id, r.source_path) for r in discovery.rejected})
-    return finish_build(Path(out_dir), Path(input_path), discovery.layout, config, complete, failed, n_found)
+    models = {name: info for stage in PIPELINE for name, info in stage.models(config).items()}
+    return finish_build(Path(out_dir), Path(input_path), discovery.layout, config, complete, failed, n_found, models)
 
 
 def run_build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, console: Console | None = None):

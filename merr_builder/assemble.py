@@ -41,28 +41,25 @@ def _transcript_fields(clip: dict) -> dict:
 
 
 def partition_rows(store: PartitionStore, runs: list[PartitionRun], config: BuildConfig) -> pa.Table:
-    """Rows of the clips that passed every stage of this partition, in clip-id order."""
+    """Rows of the clips that passed every stage of this partition, in clip-id order.
+
+    Each stage's output columns that the shard schema names are carried over as they are; the shard
+    columns made here are the transcript fallback, the split and the provenance.
+    """
     tables = {run.stage: store.read_outputs(run.stage, run.index, run.key) for run in runs}
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
     survivors = sorted(set.intersection(*(set(rows) for rows in by_stage.values())))
+    shard_columns = set(SHARD_SCHEMA.names)
     prov = provenance(config, runs)
     rows = []
     for clip_id in survivors:
-        clip = by_stage["ingest"][clip_id]
-        media = by_stage["media"][clip_id]
-        rows.append(
-            {
-                **{k: clip[k] for k in ("clip_id", "source_path", "fingerprint", "duration_s", "fps", "width", "height")},
-                "has_audio": clip["has_audio"],
-                "frames_jpeg": media["frames_jpeg"],
-                "frame_times_s": media["frame_times_s"],
-                **_transcript_fields(clip),
-                "label": clip["label"],
-                "label_source": clip["label_source"],
-                "split": assign_split(clip_id, config.split),
-                "provenance": prov,
-            }
-        )
+        row: dict = {}
+        for stage_rows in by_stage.values():
+            row.update({k: v for k, v in stage_rows[clip_id].items() if k in shard_columns})
+        row.update(_transcript_fields(by_stage["ingest"][clip_id]))
+        row["split"] = assign_split(clip_id, config.split)
+        row["provenance"] = prov
+        rows.append(row)
     return table_from_rows(rows, SHARD_SCHEMA)
 
 

@@ -62,6 +62,39 @@ class MediaConfig(_Section):
     )
 
 
+class FacesConfig(_Section):
+    """Faces, facial action units and the emotional peak frame."""
+
+    backend: Literal["mediapipe", "openface", "pyfeat"] = Field("mediapipe", description="AU extractor")
+    landmarker_path: Path | None = Field(None, description="face_landmarker.task; default: found and hash-checked")
+    detector_path: Path | None = Field(None, description="full-range face detector .tflite; default: found")
+    openface_dir: Path | None = Field(None, description="folder of OpenFace CSVs named <clip_id>.csv (openface)")
+    max_faces: int = Field(8, ge=1, le=32, description="faces analysed per frame")
+    min_detection_confidence: float = Field(0.5, gt=0, lt=1)
+    crop_margin: float = Field(0.8, ge=0, description="crop margin around a face, in face-box sides")
+    crop_size: int = Field(192, ge=64, description="pixels of the square crop the landmarker sees")
+    min_track_share: float = Field(0.2, ge=0, le=1, description="share of face frames a track needs to count")
+    peak_method: Literal["sum", "most_frequent"] = Field("sum", description="sum: authors' definition")
+    most_frequent_k: int = Field(3, ge=1, le=18, description="AUs summed by peak_method most_frequent")
+    exclude_aus: tuple[str, ...] = Field((), description="AUs left out of the peak score (e.g. AU45 blinks)")
+    smooth_window: int = Field(1, ge=1, le=9, description="moving mean over sampled frames; 1 = none")
+    refine: bool = Field(True, description="search every frame around the best sampled candidates")
+    refine_candidates: int = Field(3, ge=1, le=10)
+    peak_frame_max_side: int = Field(1024, ge=64, description="longest side of the stored peak frame")
+    face_crop_size: int = Field(224, ge=32, description="side of the stored aligned face crop")
+
+    @model_validator(mode="after")
+    def _aus_known(self) -> "FacesConfig":
+        from merr_builder.faces.facs import AU_NAMES
+
+        unknown = [au for au in self.exclude_aus if au not in AU_NAMES]
+        if unknown:
+            raise ValueError(f"exclude_aus has unknown AUs {unknown}; known: {', '.join(AU_NAMES)}")
+        if self.backend == "openface" and self.openface_dir is None:
+            raise ValueError("backend openface needs openface_dir (the folder of OpenFace CSVs)")
+        return self
+
+
 class ShardConfig(_Section):
     """The Parquet shards."""
 
@@ -96,6 +129,7 @@ class RunConfig(_Section):
 class BuildConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     media: MediaConfig = MediaConfig()
+    faces: FacesConfig = FacesConfig()
     shards: ShardConfig = ShardConfig()
     split: SplitConfig = SplitConfig()
     run: RunConfig = RunConfig()

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from merr_builder.config import IngestConfig
+from merr_builder.config import BuildConfig, IngestConfig
 from merr_builder.labels import UnknownLabelError, normalize_label
 from merr_builder.quarantine import ClipError, ErrorKind, QuarantineRecord, StageResult, map_clips
 from merr_builder.schema import INGEST_SCHEMA
@@ -396,6 +396,14 @@ class IngestStage:
 
     def __init__(self, config: IngestConfig) -> None:
         self.config = config
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        return {}  # ffmpeg only
+
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> "IngestStage":
+        return cls(config.ingest)
 
     def run(self, batch: PartitionBatch) -> StageResult[ClipInfo]:
         return map_clips(

@@ -73,6 +73,7 @@ def finish_build(
     partition_runs: list[list[PartitionRun]],
     failed: list[QuarantineRecord],
     n_found: int,
+    models: dict[str, dict[str, str]] | None = None,
 ) -> BuildSummary:
     """Write shards from every complete partition, the quarantine table and the manifest.
 
@@ -118,7 +119,7 @@ def finish_build(
         "config": config_as_json(config),
         "packages": package_versions(),
         "tools": {"ffmpeg": ffmpeg_version(), "python": platform.python_version()},
-        "models": {},
+        "models": models or {},
     }
     write_bytes_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
     return BuildSummary(

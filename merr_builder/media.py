@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from merr_builder.config import MediaConfig
+from merr_builder.config import BuildConfig, MediaConfig
 from merr_builder.ingest import ClipInfo
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import MEDIA_SCHEMA
@@ -25,7 +25,7 @@ _FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error")
 
 @dataclass(frozen=True)
 class Frame:
-    index: int  # position in the sampled sequence
+    index: int  # the frame's index in the video (every decoded frame counted)
     time_s: float  # presentation time in the clip
     rgb: np.ndarray  # H x W x 3 uint8, upright
 
@@ -95,21 +95,46 @@ def _packet_times(path: str) -> list[float]:
 
 def iter_frames(clip: ClipInfo, config: MediaConfig, max_side: int | None = None) -> Iterator[Frame]:
     """Frames of a clip at `config.sample_fps` (or every frame), upright, one in memory at a time."""
-    width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
-    filters = [] if config.every_frame else [f"fps={config.sample_fps}"]
-    filters.append(f"scale={width}:{height}")
-    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", ",".join(filters)]
     if config.every_frame:
-        cmd += ["-fps_mode", "passthrough"]
+        yield from iter_frames_between(clip, 0.0, float("inf"), max_side)
+        return
+    width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
+    vf = f"fps={config.sample_fps},scale={width}:{height}"
+    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", vf]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    times = _packet_times(clip.source_path) if config.every_frame else []
-    start = times[0] if times else 0.0
-    for index, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
-        if config.every_frame:
-            time_s = (times[index] - start) if index < len(times) else index / clip.fps
-        else:
-            time_s = index / config.sample_fps
-        yield Frame(index=index, time_s=time_s, rgb=rgb)
+    for position, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
+        time_s = position / config.sample_fps
+        yield Frame(index=video_frame_index(clip, time_s), time_s=time_s, rgb=rgb)
+
+
+def video_frame_index(clip: ClipInfo, time_s: float) -> int:
+    """The video frame shown at `time_s` (nearest frame at the average rate; exact for constant rate)."""
+    return int(round(time_s * clip.fps))
+
+
+def iter_frames_between(
+    clip: ClipInfo, start_s: float, end_s: float, max_side: int | None = None
+) -> Iterator[Frame]:
+    """Every decoded frame whose time lies in [start_s, end_s]; `Frame.index` is its index in the video.
+
+    Seeks to just before the window, so a window of a long clip costs a short decode.
+    """
+    width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
+    times = _packet_times(clip.source_path)
+    if not times:
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the video stream has no frames")
+    origin = times[0]
+    wanted = [i for i, t in enumerate(times) if start_s - 1e-6 <= t - origin <= end_s + 1e-6]
+    if not wanted:
+        return
+    lo, hi = times[wanted[0]], times[wanted[-1]]
+    seek = max(0.0, lo - 1.0)  # input seek lands on a keyframe before; -copyts keeps the true times
+    vf = f"select='between(t,{lo - 1e-4:.6f},{hi + 1e-4:.6f})',scale={width}:{height}"
+    cmd = [*_FFMPEG, "-ss", f"{seek:.6f}", "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
+    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    for position, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
+        index = wanted[position] if position < len(wanted) else wanted[-1] + position - len(wanted) + 1
+        yield Frame(index=index, time_s=times[index] - origin if index < len(times) else hi - origin, rgb=rgb)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -166,6 +191,14 @@ class MediaStage:
 
     def __init__(self, config: MediaConfig) -> None:
         self.config = config
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        return {}  # ffmpeg only
+
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> "MediaStage":
+        return cls(config.media)
 
     def run(self, batch: PartitionBatch) -> StageResult[MediaOutput]:
         return map_clips(

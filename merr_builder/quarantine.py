@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
     NO_AUDIO_STREAM = "no_audio_stream"
     TRUNCATED = "truncated"
     DECODE_ERROR = "decode_error"
+    NO_FACE = "no_face"
     DUPLICATE_CLIP_ID = "duplicate_clip_id"
     UNKNOWN_LABEL = "unknown_label"
     STAGE_FAILED = "stage_failed"

@@ -75,7 +75,7 @@ def content_fingerprint(ingest_outputs: pa.Table, ingest_quarantine: pa.Table) -
 @lru_cache(maxsize=16)
 def _stage_instance(stage: type[Stage], config: BuildConfig) -> Stage:
     """One instance (and so one model load) per worker process and config."""
-    return stage(getattr(config, stage.config_section))
+    return stage.from_config(config)
 
 
 def _batch_for(store: PartitionStore, partition: Partition, upstream: list[PartitionRun]) -> PartitionBatch:
@@ -113,7 +113,8 @@ def run_stage(
         quarantine = store.read_quarantine(stage.name, partition.index, key)
     else:
         result = _stage_instance(stage, config).run(_batch_for(store, partition, upstream))
-        outputs = table_from_rows([asdict(o) for o in result.outputs], stage.output_schema)
+        rows = [o if isinstance(o, dict) else asdict(o) for o in result.outputs]
+        outputs = table_from_rows(rows, stage.output_schema)
         store.write(stage.name, partition.index, key, outputs, result.quarantined)
         quarantine = store.read_quarantine(stage.name, partition.index, key)
     output_fp = content_fingerprint(outputs, quarantine) if not upstream else key

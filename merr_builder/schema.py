@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from merr_builder.faces.facs import AU_NAMES
+from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1: face columns (face_frames_share, face_choice, face_stats, …)
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -70,6 +70,43 @@ MEDIA_SCHEMA = _schema(
     ],
 )
 
+BOX_STRUCT = pa.struct([pa.field(k, pa.float32()) for k in ("x", "y", "w", "h")])
+POSE_STRUCT = pa.struct([pa.field(k, pa.float32()) for k in ("yaw", "pitch", "roll")])
+FACE_STATS_DIM = 3 * len(AU_NAMES) + 2 * len(BLENDSHAPE_NAMES)
+_FACE_STATS_DOC = (
+    f"{FACE_STATS_DIM} floats over the main face's sampled frames: AU mean, std, max ({len(AU_NAMES)} each, "
+    f"AU_NAMES order), then blendshape mean and std ({len(BLENDSHAPE_NAMES)} each; zeros for backends without)"
+)
+
+# Columns the faces stage owns, shared by its stage output and the shards.
+FACE_FIELDS = [
+    _field("n_faces", pa.int32(), "distinct faces (tracks) of the clip", False),
+    _field("face_frames_share", pa.float32(), "share of sampled frames in which a face was found", False),
+    _field("face_choice", pa.string(), "how the main person was chosen", False),
+    _field("face_backend", pa.string(), "AU extractor that measured the face", False),
+    _field("peak_frame_index", pa.int32(), "index in the decoded video of the emotional peak frame", False),
+    _field("peak_time_s", pa.float64(), "time of the emotional peak frame in seconds", False),
+    _field("peak_frame_jpeg", pa.binary(), "the whole peak frame as JPEG", False),
+    _field("peak_face_jpeg", pa.binary(), "the main face at the peak, eyes levelled, square JPEG", False),
+    _field("face_box_peak", BOX_STRUCT, "main face box at the peak, as fractions of the frame", False),
+    _field("head_pose_peak", POSE_STRUCT, "head yaw, pitch, roll in degrees at the peak; null if unknown"),
+    _field("aus_peak", AU_STRUCT, "AU intensities (0-5) of the main face at the peak frame", False),
+    _field("blendshapes_peak", pa.list_(pa.float32()), "52 MediaPipe blendshape scores at the peak (BLENDSHAPE_NAMES)"),
+    _field("au_series", pa.list_(AU_FRAME_STRUCT), "per sampled frame: index, time, main face's AUs (null if absent)", False),
+    _field("face_stats", pa.list_(pa.float32()), _FACE_STATS_DOC, False),
+    _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style", False),
+    _field("pseudo_label", pa.string(), "label whose AU prototype the peak matches best", False),
+    _field("pseudo_label_score", pa.float32(), "0-1: how fully the peak shows pseudo_label's prototype", False),
+]
+
+FACES_SCHEMA = _schema("stage.faces", [_field("clip_id", pa.string(), "clip identifier", False), *FACE_FIELDS])
+
+
+def _nullable(field: pa.Field) -> pa.Field:
+    """A stage-owned column as the shards hold it: null until that stage has run for the build."""
+    return field.with_nullable(True)
+
+
 # --- the dataset (OUT/shards/merr-*.parquet) ---------------------------------------------------
 
 SHARD_SCHEMA = _schema(
@@ -83,15 +120,9 @@ SHARD_SCHEMA = _schema(
         _field("width", pa.int32(), "displayed width in pixels", False),
         _field("height", pa.int32(), "displayed height in pixels", False),
         _field("has_audio", pa.bool_(), "whether the clip has an audio stream", False),
-        _field("n_faces", pa.int32(), "distinct faces (tracks) seen in the sampled frames"),
-        _field("peak_frame_index", pa.int32(), "index in the decoded video of the emotional peak frame"),
-        _field("peak_time_s", pa.float64(), "time of the emotional peak frame in seconds"),
-        _field("peak_frame_jpeg", pa.binary(), "the whole peak frame as JPEG"),
-        _field("peak_face_jpeg", pa.binary(), "aligned crop of the chosen face at the peak, JPEG"),
+        *[_nullable(f) for f in FACE_FIELDS if f.name not in ("visual_expression_description",)],
         _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG (temporal encoders)"),
         _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each frame in frames_jpeg"),
-        _field("aus_peak", AU_STRUCT, "AU intensities (0-5) of the chosen face at the peak frame"),
-        _field("au_series", pa.list_(AU_FRAME_STRUCT), "per sampled frame: index, time and AU intensities"),
         _field("transcript", pa.string(), "what the person says (sidecar or ASR)"),
         _field("transcript_language", pa.string(), "ISO 639-1 language of the transcript"),
         _field("transcript_source", pa.string(), "sidecar file or ASR backend that gave the transcript"),
@@ -99,8 +130,6 @@ SHARD_SCHEMA = _schema(
         _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style"),
         _field("visual_objective_description", pa.string(), "what the scene shows (VLM or measured facts)"),
         _field("audio_tone_description", pa.string(), "tone phrases relative to the corpus"),
-        _field("pseudo_label", pa.string(), "label from AU prototypes"),
-        _field("pseudo_label_score", pa.float32(), "agreement of the peak AUs with pseudo_label's prototype"),
         _field("label", pa.string(), "the MERR label of the clip (one of the nine)"),
         _field("label_source", pa.string(), "label file, pseudo-label, or the rule that set the label"),
         _field("coarse_caption", pa.string(), "the paper's template sentence filled from the clues"),
@@ -127,6 +156,7 @@ TABLES: dict[str, pa.Schema] = {
     "quarantine": QUARANTINE_SCHEMA,
     "stage.ingest": INGEST_SCHEMA,
     "stage.media": MEDIA_SCHEMA,
+    "stage.faces": FACES_SCHEMA,
 }
 
 

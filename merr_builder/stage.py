@@ -14,6 +14,7 @@ import pyarrow as pa
 from merr_builder.quarantine import StageResult
 
 if TYPE_CHECKING:
+    from merr_builder.config import BuildConfig
     from merr_builder.ingest import ClipInfo, ClipSource
 
 
@@ -33,6 +34,14 @@ class Stage(Protocol):
     config_section: ClassVar[str]  # which BuildConfig section configures it
     output_schema: ClassVar[pa.Schema]
 
-    def __init__(self, config: Any) -> None: ...
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> Stage:
+        """The stage configured from its section of the build config (and any other it reads)."""
+        ...
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        """Model files the stage uses under this config (name, file, sha256), for the manifest."""
+        ...
 
     def run(self, batch: PartitionBatch) -> StageResult[Any]: ...

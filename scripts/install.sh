@@ -34,4 +34,22 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
     echo "$want" >"$stamp"
 fi
+# The full-range face detector ships only in mediapipe 0.10.21's wheel, which cannot be installed beside
+# mediapipe 1.x: take that one file out of the wheel (its sha256 is checked again at every use).
+detector="$VENV/share/merr_builder/models/face_detection_full_range_sparse.tflite"
+detector_sha=2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1
+if [ "$(sha256sum "$detector" 2>/dev/null | cut -c1-64)" != "$detector_sha" ]; then
+    echo "fetching the full-range face detector (from mediapipe==0.10.21's wheel)"
+    tmp=$(mktemp -d)
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+        --python-version 3.11 --platform manylinux_2_28_x86_64 mediapipe==0.10.21 -d "$tmp"
+    mkdir -p "$(dirname "$detector")"
+    "$VENV/bin/python" - "$tmp"/mediapipe-0.10.21-*.whl "$detector" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
+    shutil.copyfileobj(wheel.open("mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"), out)
+PY
+    rm -rf "$tmp"
+    [ "$(sha256sum "$detector" | cut -c1-64)" = "$detector_sha" ] || { echo "face detector hash mismatch" >&2; exit 1; }
+fi
 echo "merr_builder installed in $VENV"

@@ -51,7 +51,7 @@ def test_each_sample_clip_is_probed_correctly(shared_data: Path, name: str):
 def test_rotation_metadata_swaps_the_displayed_size(clips):
     info = probe(_source(clips.rotated_90), IngestConfig())
     assert info.rotation in (90, 270)
-    assert (info.width, info.height) == (240, 320)
+    assert (info.width, info.height) == (360, 640)
 
 
 @pytest.mark.parametrize(

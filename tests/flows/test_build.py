@@ -14,6 +14,7 @@ import pytest
 from flows.build import PIPELINE, run_build
 from merr_builder.config import load_config
 from merr_builder.quarantine import ErrorKind
+from merr_builder.schema import SCHEMA_VERSION
 
 
 def _link(folder: Path, *paths: Path) -> None:
@@ -62,7 +63,7 @@ def test_rows_hold_what_the_stages_measured(mixed_build, shared_data):
     assert (smile.width, smile.height, smile.has_audio) == (640, 360, True)
     assert smile.fingerprint == hashlib.sha256((shared_data / "single_face.mp4").read_bytes()).hexdigest()
     assert len(smile.frames_jpeg) == 16 and smile.frames_jpeg[0][:2] == b"\xff\xd8"  # JPEG magic
-    assert (rows.loc["rotated_90", "width"], rows.loc["rotated_90", "height"]) == (240, 320)
+    assert (rows.loc["rotated_90", "width"], rows.loc["rotated_90", "height"]) == (360, 640)
     assert set(rows.split) == {"train"}
     provenance = json.loads(smile.provenance)
     assert set(provenance["stages"]) == {stage.name for stage in PIPELINE}
@@ -71,7 +72,8 @@ def test_rows_hold_what_the_stages_measured(mixed_build, shared_data):
 def test_manifest_lists_every_shard_with_its_hash(mixed_build):
     out, summary, *_ = mixed_build
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["schema_version"] == "1.0.0"
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert set(manifest["models"]) == {"face_landmarker", "face_detector"}
     assert manifest["rows"] == summary.rows == sum(s["rows"] for s in manifest["shards"])
     for shard in manifest["shards"]:
         data = (out / shard["path"]).read_bytes()
@@ -109,7 +111,7 @@ def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
     out = tmp_path / "out"
     run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2"]))
     summary = run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2", "media.k_frames=4"]))
-    assert summary.stage_skipped == {"ingest": 2, "media": 0}
+    assert summary.stage_skipped == {"ingest": 2, "media": 0, "faces": 0}
     rows = pd.read_parquet(out / "shards")
     assert set(rows.frames_jpeg.map(len)) == {4}
     assert len(list((out / "stages" / "media").glob("part-*.quarantine.parquet"))) == 2  # superseded ones gone

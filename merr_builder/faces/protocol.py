@@ -1,0 +1,45 @@
+"""The AU extractor protocol: what a face backend returns for the frames of a clip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from merr_builder.ingest import ClipInfo
+from merr_builder.media import Frame
+
+
+@dataclass
+class Face:
+    """One face found in one frame."""
+
+    box: tuple[float, float, float, float]  # x, y, width, height in frame pixels
+    confidence: float
+    aus: np.ndarray  # len(AU_NAMES) intensities on the 0-5 scale
+    blendshapes: np.ndarray | None = None  # 52 raw MediaPipe scores, where the backend has them
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None  # (left, right) eye centres, pixels
+    head_pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees
+    track_id: int = -1  # set by the tracker
+
+
+@dataclass
+class FrameFaces:
+    """The faces of one analysed frame. `frame_index` counts every decoded frame of the video."""
+
+    frame_index: int
+    time_s: float
+    faces: list[Face] = field(default_factory=list)
+
+
+class AUExtractor(Protocol):
+    """A face backend. `needs_frames`: False when it reads results made elsewhere (OpenFace CSVs)."""
+
+    name: ClassVar[str]
+    needs_frames: ClassVar[bool]
+
+    def analyse(self, clip: ClipInfo, frames: Iterable[Frame]) -> list[FrameFaces]:
+        """Faces with AU intensities for each frame given (or each frame the backend knows of)."""
+        ...

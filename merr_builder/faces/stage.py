@@ -1,0 +1,229 @@
+"""The faces stage: faces and AUs over the sampled frames, the main person, the emotional peak frame.
+
+Per clip: analyse frames at the sample rate → track faces → choose the main person (presence × size, and
+the active speaker when there is speech) → score each frame by its AUs → refine the best candidates on
+every frame around them (coarse to fine) → peak frame, aligned face crop, AU words and pseudo-label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, describe, locate
+from merr_builder.config import BuildConfig, FacesConfig, MediaConfig
+from merr_builder.faces.expression import describe_expression, pseudo_label
+from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
+from merr_builder.faces.peak import au_weights, best_positions, frame_scores
+from merr_builder.faces.protocol import AUExtractor, Face, FrameFaces
+from merr_builder.faces.tracking import MainFace, assign_tracks, choose_main_face, drop_glimpses, speech_activity
+from merr_builder.ingest import ClipInfo
+from merr_builder.media import AUDIO_SAMPLE_RATE, encode_jpeg, iter_frames, iter_frames_between, scaled_size
+from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
+from merr_builder.schema import FACES_SCHEMA
+from merr_builder.stage import PartitionBatch
+
+
+def make_extractor(config: FacesConfig) -> AUExtractor:
+    """One extractor (one model load) per stage instance, i.e. per worker process."""
+    if config.backend == "mediapipe":
+        from merr_builder.faces.mediapipe import MediaPipeExtractor
+
+        return MediaPipeExtractor(
+            config.landmarker_path, config.detector_path, config.max_faces,
+            config.min_detection_confidence, config.crop_margin, config.crop_size,
+        )  # fmt: skip
+    if config.backend == "openface":
+        from merr_builder.faces.openface import OpenFaceExtractor
+
+        return OpenFaceExtractor(config.openface_dir)  # type: ignore[arg-type]
+    from merr_builder.faces.pyfeat import PyFeatExtractor
+
+    return PyFeatExtractor()
+
+
+@dataclass
+class _Peak:
+    frame_index: int
+    time_s: float
+    score: float
+    face: Face
+    rgb: np.ndarray | None  # the frame, when it was decoded already
+
+
+def aligned_face(rgb: np.ndarray, face: Face, size: int) -> np.ndarray:
+    """A square crop of the face, turned so the eyes are level, `size` pixels a side."""
+    x, y, w, h = face.box
+    centre = (x + w / 2, y + h / 2)
+    angle = 0.0
+    if face.eyes is not None:
+        (lx, ly), (rx, ry) = face.eyes  # subject's left eye is on the image right
+        angle = math.degrees(math.atan2(ly - ry, lx - rx))
+    side = 1.3 * max(w, h, 2.0)
+    matrix = cv2.getRotationMatrix2D(centre, angle, size / side)
+    matrix[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
+    return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _main_face_in(faces: list[Face], reference: Face) -> Face | None:
+    """The face of a frame that continues the main person's track (nearest centre, within one box side)."""
+    best, best_distance = None, 1.0
+    for face in faces:
+        dx = (face.box[0] + face.box[2] / 2) - (reference.box[0] + reference.box[2] / 2)
+        dy = (face.box[1] + face.box[3] / 2) - (reference.box[1] + reference.box[3] / 2)
+        distance = math.hypot(dx, dy) / max(reference.box[2], reference.box[3], 1.0)
+        if distance < best_distance:
+            best, best_distance = face, distance
+    return best
+
+
+def _series(frames: list[FrameFaces], track: int) -> tuple[np.ndarray, list[Face | None]]:
+    rows, faces = [], []
+    for frame in frames:
+        face = next((f for f in frame.faces if f.track_id == track), None)
+        faces.append(face)
+        rows.append(face.aus if face is not None else np.full(len(AU_NAMES), np.nan, dtype=np.float32))
+    return np.vstack(rows).astype(np.float64), faces
+
+
+def _face_stats(series: np.ndarray, faces: list[Face | None]) -> list[float]:
+    seen = series[~np.isnan(series).any(axis=1)]
+    shapes = [f.blendshapes for f in faces if f is not None and f.blendshapes is not None]
+    blend = np.vstack(shapes) if shapes else np.zeros((1, len(BLENDSHAPE_NAMES)))
+    parts = [seen.mean(0), seen.std(0), seen.max(0), blend.mean(0), blend.std(0)]
+    return [float(v) for v in np.concatenate(parts)]
+
+
+class FaceAnalyser:
+    """The per-clip analysis, shared by the stage and the benchmarks."""
+
+    def __init__(self, faces: FacesConfig, media: MediaConfig, extractor: AUExtractor | None = None) -> None:
+        self.config = faces
+        self.media = media
+        self.extractor = extractor or make_extractor(faces)
+
+    def analyse(self, clip: ClipInfo, audio: np.ndarray | None) -> dict:
+        cfg = self.config
+        frames_in = iter_frames(clip, self.media) if self.extractor.needs_frames else iter(())
+        coarse = self.extractor.analyse(clip, frames_in)
+        assign_tracks(coarse)
+        drop_glimpses(coarse)
+        n_with_face = sum(1 for f in coarse if f.faces)
+        if n_with_face == 0:
+            raise ClipError(
+                ErrorKind.NO_FACE,
+                f"{clip.source_path}: no face found in any of the {len(coarse)} frames analysed "
+                f"({'every frame' if self.media.every_frame else f'{self.media.sample_fps:g} per second'})",
+            )
+        step = 1.0 / self.media.sample_fps
+        speaking = speech_activity(audio, AUDIO_SAMPLE_RATE, [f.time_s for f in coarse], step)
+        main = choose_main_face(coarse, clip.width * clip.height, speaking, cfg.min_track_share)
+        series, faces = _series(coarse, main.track_id)  # type: ignore[arg-type]
+        weights = au_weights(series, cfg.peak_method, cfg.most_frequent_k, cfg.exclude_aus)
+        scores = frame_scores(series, weights, cfg.smooth_window)
+        peak = self._peak(clip, coarse, faces, scores, weights, step)
+        return self._row(clip, coarse, main, series, faces, peak, n_with_face)
+
+    def _peak(self, clip, coarse, faces, scores, weights, step) -> _Peak:  # type: ignore[no-untyped-def]
+        candidates = best_positions(scores, self.config.refine_candidates)
+        best = _Peak(coarse[candidates[0]].frame_index, coarse[candidates[0]].time_s, float(scores[candidates[0]]),
+                     faces[candidates[0]], None)  # fmt: skip
+        if not (self.config.refine and self.extractor.needs_frames):
+            return best
+        for position in candidates:
+            reference = faces[position]
+            t = coarse[position].time_s
+            for frame in iter_frames_between(clip, max(0.0, t - step), t + step):
+                face = _main_face_in(self.extractor.analyse(clip, [frame])[0].faces, reference)
+                if face is None:
+                    continue
+                score = float(face.aus.astype(np.float64) @ weights)
+                if score > best.score or (score == best.score and frame.index < best.frame_index):
+                    best = _Peak(frame.index, frame.time_s, score, face, frame.rgb)
+        return best
+
+    def _peak_frame(self, clip: ClipInfo, peak: _Peak) -> np.ndarray:
+        if peak.rgb is not None:
+            return peak.rgb
+        half = 0.5 / clip.fps  # the sampled time may fall between two frames: take the nearest
+        frames = list(iter_frames_between(clip, max(0.0, peak.time_s - half), peak.time_s + half))
+        if not frames:
+            raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the peak frame at {peak.time_s:.3f} s does not decode")
+        return min(frames, key=lambda f: abs(f.time_s - peak.time_s)).rgb
+
+    def _row(self, clip, coarse, main: MainFace, series, faces, peak: _Peak, n_with_face: int) -> dict:  # type: ignore[no-untyped-def]
+        rgb = self._peak_frame(clip, peak)
+        frame_h, frame_w = rgb.shape[:2]
+        x, y, w, h = peak.face.box
+        full_w, full_h = scaled_size(frame_w, frame_h, self.config.peak_frame_max_side)
+        resized = cv2.resize(rgb, (full_w, full_h), interpolation=cv2.INTER_AREA) if full_w != frame_w else rgb
+        aus = peak.face.aus
+        label = pseudo_label(aus)
+        return {
+            "clip_id": clip.clip_id,
+            "n_faces": main.n_faces,
+            "face_frames_share": n_with_face / len(coarse),
+            "face_choice": main.reason,
+            "face_backend": self.extractor.name,
+            "peak_frame_index": peak.frame_index,
+            "peak_time_s": round(peak.time_s, 6),
+            "peak_frame_jpeg": encode_jpeg(resized, self.media.jpeg_quality),
+            "peak_face_jpeg": encode_jpeg(aligned_face(rgb, peak.face, self.config.face_crop_size), self.media.jpeg_quality),
+            "face_box_peak": {"x": x / frame_w, "y": y / frame_h, "w": w / frame_w, "h": h / frame_h},
+            "head_pose_peak": dict(zip(("yaw", "pitch", "roll"), peak.face.head_pose)) if peak.face.head_pose else None,
+            "aus_peak": {au: float(v) for au, v in zip(AU_NAMES, aus)},
+            "blendshapes_peak": [float(v) for v in peak.face.blendshapes] if peak.face.blendshapes is not None else None,
+            "au_series": [
+                {"frame_index": f.frame_index, "time_s": f.time_s,
+                 **{au: (None if np.isnan(v) else float(v)) for au, v in zip(AU_NAMES, row)}}
+                for f, row in zip(coarse, series)
+            ],  # fmt: skip
+            "face_stats": _face_stats(series, faces),
+            "visual_expression_description": describe_expression(aus),
+            "pseudo_label": label.label,
+            "pseudo_label_score": label.score,
+        }
+
+
+class FacesStage:
+    """Faces, AUs and the emotional peak frame of a partition's clips."""
+
+    name = "faces"
+    version = "1"
+    config_section = "faces"
+    output_schema = FACES_SCHEMA
+
+    def __init__(self, config: FacesConfig, media: MediaConfig | None = None) -> None:
+        self.analyser = FaceAnalyser(config, media or MediaConfig())
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        if config.faces.backend != "mediapipe":
+            return {}
+        return {
+            "face_landmarker": describe(FACE_LANDMARKER, locate(FACE_LANDMARKER, config.faces.landmarker_path)),
+            "face_detector": describe(
+                FACE_DETECTOR_FULL_RANGE, locate(FACE_DETECTOR_FULL_RANGE, config.faces.detector_path)
+            ),
+        }
+
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> "FacesStage":
+        return cls(config.faces, config.media)  # frames are sampled as the media section says
+
+    def run(self, batch: PartitionBatch) -> StageResult[dict]:
+        audio_by_clip = {}
+        if "media" in batch.upstream:
+            table = batch.upstream["media"]
+            for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist()):
+                audio_by_clip[clip_id] = np.frombuffer(audio, "<f4") if audio else None
+        return map_clips(
+            self.name,
+            batch.clips,
+            lambda c: self.analyser.analyse(c, audio_by_clip.get(c.clip_id)),
+            lambda c: (c.clip_id, c.source_path),
+        )
+
