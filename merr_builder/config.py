@@ -79,7 +79,10 @@ class FacesConfig(_Section):
     exclude_aus: tuple[str, ...] = Field((), description="AUs left out of the peak score (e.g. AU45 blinks)")
     smooth_window: int = Field(1, ge=1, le=9, description="moving mean over sampled frames; 1 = none")
     refine: bool = Field(True, description="search every frame around the best sampled candidates")
-    refine_candidates: int = Field(3, ge=1, le=10)
+    refine_candidates: int = Field(8, ge=1, le=32, description="at most this many sampled frames are refined")
+    refine_tolerance: float = Field(
+        0.3, ge=0, le=1, description="refine around sampled frames scoring within this fraction of the best"
+    )
     peak_frame_max_side: int = Field(1024, ge=64, description="longest side of the stored peak frame")
     face_crop_size: int = Field(224, ge=32, description="side of the stored aligned face crop")
 

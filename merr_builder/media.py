@@ -6,6 +6,7 @@ displayed size that ingest reports.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,23 +94,46 @@ def _packet_times(path: str) -> list[float]:
     return sorted(times)
 
 
+_EPS = 1e-4  # seconds: tolerance of time comparisons (ffprobe prints times to the microsecond)
+
+
+def sample_positions(times: list[float], step: float) -> list[int]:
+    """Indices of the frames a sampling every `step` seconds takes: the first frame at or after each
+    grid time. The same rule runs inside ffmpeg (`_select_every`), so frames and indices agree."""
+    chosen, target = [], 0.0
+    for index, t in enumerate(times):
+        if t >= target - _EPS:
+            chosen.append(index)
+            target += step * (1 + math.floor((t - target + _EPS) / step))
+    return chosen
+
+
+def _select_every(step: float) -> str:
+    # ld(0) holds the next grid time; st() stores the one after the frame taken and returns it (> 0).
+    return (
+        f"select='if(gte(t,ld(0)-{_EPS}),st(0,ld(0)+{step:.9f}*(1+floor((t-ld(0)+{_EPS})/{step:.9f}))))'"
+    )
+
+
 def iter_frames(clip: ClipInfo, config: MediaConfig, max_side: int | None = None) -> Iterator[Frame]:
-    """Frames of a clip at `config.sample_fps` (or every frame), upright, one in memory at a time."""
+    """Frames of a clip at `config.sample_fps` (or every frame), upright, one in memory at a time.
+
+    Sampling takes real frames (never blends or duplicates), so each comes with its exact index and time.
+    """
     if config.every_frame:
         yield from iter_frames_between(clip, 0.0, float("inf"), max_side)
         return
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
-    vf = f"fps={config.sample_fps},scale={width}:{height}"
-    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", vf]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    for position, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
-        time_s = position / config.sample_fps
-        yield Frame(index=video_frame_index(clip, time_s), time_s=time_s, rgb=rgb)
-
-
-def video_frame_index(clip: ClipInfo, time_s: float) -> int:
-    """The video frame shown at `time_s` (nearest frame at the average rate; exact for constant rate)."""
-    return int(round(time_s * clip.fps))
+    times = _packet_times(clip.source_path)
+    positions = sample_positions(times, 1.0 / config.sample_fps)
+    vf = f"{_select_every(1.0 / config.sample_fps)},scale={width}:{height}"
+    cmd = [*_FFMPEG, "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
+    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    origin = times[0] if times else 0.0
+    for n, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
+        index = positions[n] if n < len(positions) else (positions[-1] + 1 if positions else n)
+        time_s = times[index] - origin if index < len(times) else n / config.sample_fps
+        yield Frame(index=index, time_s=time_s, rgb=rgb)
 
 
 def iter_frames_between(

@@ -19,13 +19,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, locate
+from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, AssetError, locate
 from merr_builder.faces.facs import AU_INTENSITY_MAX, AU_NAMES, BLENDSHAPE_NAMES, BLENDSHAPE_TO_AU
 from merr_builder.faces.protocol import Face, FrameFaces
+from merr_builder.faces.tracking import iou
 from merr_builder.ingest import ClipInfo
 from merr_builder.media import Frame
 from merr_builder.quarantine import ClipError, ErrorKind
 
+# Two landmarked faces overlapping this much are one face detected twice.
+DUPLICATE_IOU = 0.5
 # MediaPipe face-mesh landmark indices of the eye corners (the subject's right eye is on the image left).
 _RIGHT_EYE = (33, 133)
 _LEFT_EYE = (362, 263)
@@ -144,10 +147,11 @@ class MediaPipeExtractor:
         """Every face of one RGB frame that the landmarker confirms, with AUs and blendshapes."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ClipError(ErrorKind.DECODE_ERROR, f"unreadable frame: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
-        detections = self._detector.detect(self._image(rgb)).detections
-        detections = sorted(detections, key=lambda d: -d.categories[0].score)[: self.max_faces]
-        faces = []
+        detections = sorted(self._detector.detect(self._image(rgb)).detections, key=lambda d: -d.categories[0].score)
+        faces: list[Face] = []
         for detection in detections:
+            if len(faces) == self.max_faces:
+                break
             b = detection.bounding_box
             crop, (x0, y0, side) = square_crop(rgb, (b.origin_x, b.origin_y, b.width, b.height), self.crop_margin, self.crop_size)
             result = self._landmark(crop)
@@ -155,10 +159,16 @@ class MediaPipeExtractor:
                 continue
             points = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64) * side + (x0, y0)
             scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
+            if set(scores) != set(BLENDSHAPE_NAMES):  # a different model would silently give zeros
+                raise AssetError(f"{self.landmarker_file}: blendshapes {sorted(set(scores) ^ set(BLENDSHAPE_NAMES))} "
+                                 "differ from the 52 this project maps; use the pinned face_landmarker.task")
             lo, hi = points.min(axis=0), points.max(axis=0)
+            box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+            if any(iou(box, kept.box) > DUPLICATE_IOU for kept in faces):
+                continue  # a second detection of a face already landmarked (detections come best first)
             faces.append(
                 Face(
-                    box=(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+                    box=box,
                     confidence=float(detection.categories[0].score),
                     aus=blendshapes_to_aus(scores),
                     blendshapes=np.array([scores.get(n, 0.0) for n in BLENDSHAPE_NAMES], dtype=np.float32),

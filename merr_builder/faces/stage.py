@@ -129,6 +129,10 @@ class FaceAnalyser:
 
     def _peak(self, clip, coarse, faces, scores, weights, step) -> _Peak:  # type: ignore[no-untyped-def]
         candidates = best_positions(scores, self.config.refine_candidates)
+        # Refine every strong candidate, not just the first: a one-frame peak between two samples shows
+        # only as a fairly high neighbour.
+        floor = (1.0 - self.config.refine_tolerance) * scores[candidates[0]]
+        candidates = [p for p in candidates if scores[p] >= floor]
         best = _Peak(coarse[candidates[0]].frame_index, coarse[candidates[0]].time_s, float(scores[candidates[0]]),
                      faces[candidates[0]], None)  # fmt: skip
         if not (self.config.refine and self.extractor.needs_frames):

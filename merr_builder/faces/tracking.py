@@ -35,23 +35,23 @@ def _centre_distance(a: tuple[float, float, float, float], b: tuple[float, float
     return float(np.hypot(dx, dy) / max(a[2], a[3], b[2], b[3], 1e-6))
 
 
-def assign_tracks(frames: list[FrameFaces], max_gap: int = 5, max_shift: float = 0.75) -> int:
+def assign_tracks(frames: list[FrameFaces], max_gap_s: float = 2.5, max_shift: float = 0.75) -> int:
     """Give every face a track id, greedily matching each frame to the last box of each track.
 
-    A face continues a track seen within `max_gap` frames whose box centre lies within `max_shift` box
-    sides (boxes move far between sampled frames when people move, so IoU alone breaks tracks).
-    Returns the number of tracks.
+    A face continues a track seen within `max_gap_s` seconds (a turned or bowed head loses the landmarks
+    for a while) whose box centre lies within `max_shift` box sides (boxes move far between sampled
+    frames when people move, so IoU alone breaks tracks). Returns the number of tracks.
     """
     last_box: dict[int, tuple[float, float, float, float]] = {}
-    last_seen: dict[int, int] = {}
+    last_seen: dict[int, float] = {}
     next_id = 0
-    for position, frame in enumerate(frames):
+    for frame in frames:
         pairs = sorted(
             (
                 (_centre_distance(face.box, last_box[tid]) - iou(face.box, last_box[tid]), fi, tid)
                 for fi, face in enumerate(frame.faces)
                 for tid in last_box
-                if position - last_seen[tid] <= max_gap and _centre_distance(face.box, last_box[tid]) <= max_shift
+                if frame.time_s - last_seen[tid] <= max_gap_s and _centre_distance(face.box, last_box[tid]) <= max_shift
             )
         )
         used_faces: set[int] = set()
@@ -67,7 +67,7 @@ def assign_tracks(frames: list[FrameFaces], max_gap: int = 5, max_shift: float =
                 face.track_id = next_id
                 next_id += 1
             last_box[face.track_id] = face.box
-            last_seen[face.track_id] = position
+            last_seen[face.track_id] = frame.time_s
     return next_id
 
 
