@@ -7,9 +7,11 @@ displayed size that ingest reports.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -82,7 +84,13 @@ def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[
 
 
 def _packet_times(path: str) -> list[float]:
-    """Presentation times of the video packets (one per frame), without decoding."""
+    """Presentation times of the video packets (one per frame), without decoding; cached per file."""
+    stat = os.stat(path)
+    return list(_packet_times_cached(path, stat.st_size, stat.st_mtime_ns))
+
+
+@lru_cache(maxsize=64)
+def _packet_times_cached(path: str, size: int, mtime_ns: int) -> tuple[float, ...]:  # size, mtime key it
     cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     times = []
@@ -91,7 +99,7 @@ def _packet_times(path: str) -> list[float]:
             times.append(float(line.strip().rstrip(",")))
         except ValueError:
             continue
-    return sorted(times)
+    return tuple(sorted(times))
 
 
 _EPS = 1e-4  # seconds: tolerance of time comparisons (ffprobe prints times to the microsecond)
@@ -139,26 +147,47 @@ def iter_frames(clip: ClipInfo, config: MediaConfig, max_side: int | None = None
 def iter_frames_between(
     clip: ClipInfo, start_s: float, end_s: float, max_side: int | None = None
 ) -> Iterator[Frame]:
-    """Every decoded frame whose time lies in [start_s, end_s]; `Frame.index` is its index in the video.
+    """Every decoded frame whose time lies in [start_s, end_s]; `Frame.index` is its index in the video."""
+    return iter_frames_in(clip, [(start_s, end_s)], max_side)
 
-    Seeks to just before the window, so a window of a long clip costs a short decode.
-    """
+
+def iter_frames_in(
+    clip: ClipInfo, windows: list[tuple[float, float]], max_side: int | None = None
+) -> Iterator[Frame]:
+    """Every frame whose time lies in any of the windows, in one decoding pass that starts just before
+    the first window (input seek lands on a keyframe; -copyts keeps the true times)."""
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
     times = _packet_times(clip.source_path)
     if not times:
         raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the video stream has no frames")
     origin = times[0]
-    wanted = [i for i, t in enumerate(times) if start_s - 1e-6 <= t - origin <= end_s + 1e-6]
+    wanted = [i for i, t in enumerate(times) if any(a - 1e-6 <= t - origin <= b + 1e-6 for a, b in windows)]
     if not wanted:
         return
-    lo, hi = times[wanted[0]], times[wanted[-1]]
-    seek = max(0.0, lo - 1.0)  # input seek lands on a keyframe before; -copyts keeps the true times
-    vf = f"select='between(t,{lo - 1e-4:.6f},{hi + 1e-4:.6f})',scale={width}:{height}"
+    terms = "+".join(
+        f"between(t,{times[idx[0]] - _EPS:.6f},{times[idx[-1]] + _EPS:.6f})"
+        for idx in _runs(wanted)
+    )
+    seek = max(0.0, times[wanted[0]] - 1.0)
+    vf = f"select='{terms}',scale={width}:{height}"
     cmd = [*_FFMPEG, "-ss", f"{seek:.6f}", "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     for position, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
-        index = wanted[position] if position < len(wanted) else wanted[-1] + position - len(wanted) + 1
-        yield Frame(index=index, time_s=times[index] - origin if index < len(times) else hi - origin, rgb=rgb)
+        if position >= len(wanted):
+            break
+        index = wanted[position]
+        yield Frame(index=index, time_s=times[index] - origin, rgb=rgb)
+
+
+def _runs(indices: list[int]) -> list[list[int]]:
+    """Consecutive runs of sorted indices: [1,2,3,7,8] → [[1,2,3],[7,8]]."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:

@@ -78,6 +78,11 @@ def square_crop(rgb: np.ndarray, box: tuple[float, float, float, float], margin:
     return cv2.resize(canvas, (size, size), interpolation=interpolation), (x0, y0, side)
 
 
+def _check_frame(rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ClipError(ErrorKind.DECODE_ERROR, f"unreadable frame: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+
+
 class MediaPipeExtractor:
     name = "mediapipe"
     needs_frames = True
@@ -145,43 +150,43 @@ class MediaPipeExtractor:
 
     def faces_in(self, rgb: np.ndarray) -> list[Face]:
         """Every face of one RGB frame that the landmarker confirms, with AUs and blendshapes."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ClipError(ErrorKind.DECODE_ERROR, f"unreadable frame: expected HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+        _check_frame(rgb)
         detections = sorted(self._detector.detect(self._image(rgb)).detections, key=lambda d: -d.categories[0].score)
         faces: list[Face] = []
         for detection in detections:
             if len(faces) == self.max_faces:
                 break
             b = detection.bounding_box
-            crop, (x0, y0, side) = square_crop(rgb, (b.origin_x, b.origin_y, b.width, b.height), self.crop_margin, self.crop_size)
-            result = self._landmark(crop)
-            if result is None:
-                continue
-            points = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64) * side + (x0, y0)
-            scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
-            if set(scores) != set(BLENDSHAPE_NAMES):  # a different model would silently give zeros
-                raise AssetError(f"{self.landmarker_file}: blendshapes {sorted(set(scores) ^ set(BLENDSHAPE_NAMES))} "
-                                 "differ from the 52 this project maps; use the pinned face_landmarker.task")
-            lo, hi = points.min(axis=0), points.max(axis=0)
-            box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
-            if any(iou(box, kept.box) > DUPLICATE_IOU for kept in faces):
-                continue  # a second detection of a face already landmarked (detections come best first)
-            faces.append(
-                Face(
-                    box=box,
-                    confidence=float(detection.categories[0].score),
-                    aus=blendshapes_to_aus(scores),
-                    blendshapes=np.array([scores.get(n, 0.0) for n in BLENDSHAPE_NAMES], dtype=np.float32),
-                    eyes=(
-                        tuple(points[list(_LEFT_EYE)].mean(axis=0)),  # type: ignore[arg-type]
-                        tuple(points[list(_RIGHT_EYE)].mean(axis=0)),
-                    ),
-                    head_pose=head_pose_degrees(result.facial_transformation_matrixes[0])
-                    if result.facial_transformation_matrixes
-                    else None,
-                )
-            )
+            face = self._face_in_crop(rgb, (b.origin_x, b.origin_y, b.width, b.height), detection.categories[0].score)
+            if face is None or any(iou(face.box, kept.box) > DUPLICATE_IOU for kept in faces):
+                continue  # not a face, or a second detection of one already landmarked (best come first)
+            faces.append(face)
         return faces
+
+    def _face_in_crop(self, rgb: np.ndarray, box: tuple[float, float, float, float], confidence: float) -> Face | None:
+        crop, (x0, y0, side) = square_crop(rgb, box, self.crop_margin, self.crop_size)
+        result = self._landmark(crop)
+        if result is None:
+            return None
+        points = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float64) * side + (x0, y0)
+        scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
+        if set(scores) != set(BLENDSHAPE_NAMES):  # a different model would silently give zeros
+            raise AssetError(f"{self.landmarker_file}: blendshapes {sorted(set(scores) ^ set(BLENDSHAPE_NAMES))} "
+                             "differ from the 52 this project maps; use the pinned face_landmarker.task")
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        return Face(
+            box=(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+            confidence=float(confidence),
+            aus=blendshapes_to_aus(scores),
+            blendshapes=np.array([scores[n] for n in BLENDSHAPE_NAMES], dtype=np.float32),
+            eyes=(
+                tuple(points[list(_LEFT_EYE)].mean(axis=0)),  # type: ignore[arg-type]
+                tuple(points[list(_RIGHT_EYE)].mean(axis=0)),
+            ),
+            head_pose=head_pose_degrees(result.facial_transformation_matrixes[0])
+            if result.facial_transformation_matrixes
+            else None,
+        )
 
     def analyse(self, clip: ClipInfo | None, frames: Iterable[Frame]) -> list[FrameFaces]:
         return [FrameFaces(f.index, f.time_s, self.faces_in(f.rgb)) for f in frames]

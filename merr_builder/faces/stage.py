@@ -19,9 +19,11 @@ from merr_builder.faces.expression import describe_expression, pseudo_label
 from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
 from merr_builder.faces.peak import au_weights, best_positions, frame_scores
 from merr_builder.faces.protocol import AUExtractor, Face, FrameFaces
-from merr_builder.faces.tracking import MainFace, assign_tracks, choose_main_face, drop_glimpses, speech_activity
+from merr_builder.faces.tracking import (
+    MainFace, assign_tracks, choose_main_face, drop_glimpses, nearest_face, speech_activity,
+)  # fmt: skip
 from merr_builder.ingest import ClipInfo
-from merr_builder.media import AUDIO_SAMPLE_RATE, encode_jpeg, iter_frames, iter_frames_between, scaled_size
+from merr_builder.media import AUDIO_SAMPLE_RATE, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, scaled_size
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import FACES_SCHEMA
 from merr_builder.stage import PartitionBatch
@@ -66,18 +68,6 @@ def aligned_face(rgb: np.ndarray, face: Face, size: int) -> np.ndarray:
     matrix = cv2.getRotationMatrix2D(centre, angle, size / side)
     matrix[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-
-def _main_face_in(faces: list[Face], reference: Face) -> Face | None:
-    """The face of a frame that continues the main person's track (nearest centre, within one box side)."""
-    best, best_distance = None, 1.0
-    for face in faces:
-        dx = (face.box[0] + face.box[2] / 2) - (reference.box[0] + reference.box[2] / 2)
-        dy = (face.box[1] + face.box[3] / 2) - (reference.box[1] + reference.box[3] / 2)
-        distance = math.hypot(dx, dy) / max(reference.box[2], reference.box[3], 1.0)
-        if distance < best_distance:
-            best, best_distance = face, distance
-    return best
 
 
 def _series(frames: list[FrameFaces], track: int) -> tuple[np.ndarray, list[Face | None]]:
@@ -137,16 +127,21 @@ class FaceAnalyser:
                      faces[candidates[0]], None)  # fmt: skip
         if not (self.config.refine and self.extractor.needs_frames):
             return best
-        for position in candidates:
-            reference = faces[position]
-            t = coarse[position].time_s
-            for frame in iter_frames_between(clip, max(0.0, t - step), t + step):
-                face = _main_face_in(self.extractor.analyse(clip, [frame])[0].faces, reference)
-                if face is None:
-                    continue
-                score = float(face.aus.astype(np.float64) @ weights)
-                if score > best.score or (score == best.score and frame.index < best.frame_index):
-                    best = _Peak(frame.index, frame.time_s, score, face, frame.rgb)
+        # Every frame within one sampling step of each candidate, decoded in one pass and analysed exactly as
+        # the sampled ones (so the result equals an every-frame search there); the main face is the one
+        # nearest to where it was in the nearest candidate.
+        windows = [(max(0.0, coarse[p].time_s - step), coarse[p].time_s + step) for p in candidates]
+        analysed = {f.frame_index for f in coarse}
+        for frame in iter_frames_in(clip, windows):
+            if frame.index in analysed:
+                continue  # its score is known from the coarse pass
+            nearest = min(candidates, key=lambda p: abs(coarse[p].time_s - frame.time_s))
+            face = nearest_face(self.extractor.analyse(clip, [frame])[0].faces, faces[nearest])
+            if face is None:
+                continue
+            score = float(face.aus.astype(np.float64) @ weights)
+            if score > best.score or (score == best.score and frame.index <= best.frame_index):
+                best = _Peak(frame.index, frame.time_s, score, face, frame.rgb)
         return best
 
     def _peak_frame(self, clip: ClipInfo, peak: _Peak) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from merr_builder.faces.facs import AU_NAMES
-from merr_builder.faces.protocol import FrameFaces
+from merr_builder.faces.protocol import Face, FrameFaces
 
 _JAW = AU_NAMES.index("AU26")
 _LIPS = AU_NAMES.index("AU25")
@@ -33,6 +33,13 @@ def _centre_distance(a: tuple[float, float, float, float], b: tuple[float, float
     dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
     dy = (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
     return float(np.hypot(dx, dy) / max(a[2], a[3], b[2], b[3], 1e-6))
+
+
+def nearest_face(faces: list[Face], reference: Face, max_shift: float = 1.0) -> Face | None:
+    """The face nearest to `reference` (centre within `max_shift` of its box sides), or None."""
+    close = [(f, _centre_distance(f.box, reference.box)) for f in faces]
+    close = [(f, d) for f, d in close if d < max_shift]
+    return min(close, key=lambda fd: fd[1])[0] if close else None
 
 
 def assign_tracks(frames: list[FrameFaces], max_gap_s: float = 2.5, max_shift: float = 0.75) -> int:

@@ -1,0 +1,90 @@
+"""The visual path (faces, AUs, peak) against bare video decode of the same clips, in one run, on one core.
+
+    python benchmarks/faces.py [--shared-data DIR] [--repeats 2]
+
+The whole process (and the ffmpeg it starts) is pinned to one CPU core, so both numbers are per core.
+Ours: `FaceAnalyser.analyse` as the build runs it (frames sampled at 5 fps, full-range detection,
+landmarks and blendshapes on face crops, tracking, coarse-to-fine peak, peak JPEG and face crop).
+Baseline: `ffmpeg -i X -map 0:v:0 -f null -`, decoding every video frame. Also reported: analysed
+frames per second per core (sampled frames + refinement frames, through detector and landmarker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+import make_clips  # noqa: E402
+
+from merr_builder.config import BuildConfig  # noqa: E402
+from merr_builder.faces.mediapipe import MediaPipeExtractor  # noqa: E402
+from merr_builder.faces.stage import FaceAnalyser  # noqa: E402
+from merr_builder.ingest import ClipSource, probe  # noqa: E402
+from merr_builder.media import decode_audio  # noqa: E402
+
+
+class CountingExtractor(MediaPipeExtractor):
+    """The default backend, counting the frames it analyses."""
+
+    frames = 0
+
+    def faces_in(self, rgb):  # type: ignore[no-untyped-def]
+        CountingExtractor.frames += 1
+        return super().faces_in(rgb)
+
+
+def bare_decode(paths: list[Path]) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "fatal", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared-data", type=Path, default=make_clips.DEFAULT_SHARED_DATA)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+    data = args.shared_data
+    paths = sorted([*(data / "mer2023_sample" / "video").glob("*.mp4"), data / "single_face.mp4",
+                    data / "WolfgangLanger_Pexels.mp4", data / "face_noface.mov", data / "noface_face.mov"])  # fmt: skip
+    config = BuildConfig()
+    clips = [probe(ClipSource(p.stem, str(p)), config.ingest) for p in paths]
+    audio = {c.clip_id: decode_audio(c.source_path) for c in clips}
+    analyser = FaceAnalyser(config.faces, config.media, CountingExtractor())
+    seconds_of_video = sum(c.video_duration_s for c in clips)
+
+    def ours() -> float:
+        CountingExtractor.frames = 0
+        started = time.perf_counter()
+        for clip in clips:
+            analyser.analyse(clip, audio[clip.clip_id])
+        return time.perf_counter() - started
+
+    ours()  # warm-up: model initialisation, page cache
+    bare_decode(paths)
+    baseline = statistics.median(bare_decode(paths) for _ in range(args.repeats))
+    ours_s = statistics.median(ours() for _ in range(args.repeats))
+    frames = CountingExtractor.frames
+
+    print(f"machine: {platform.machine()}, pinned to 1 of {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"clips: {len(clips)} ({seconds_of_video:.1f} s of video), repeats: {args.repeats} (median)")
+    print(f"bare video decode : {baseline:7.2f} s  ({baseline / len(clips) * 1000:6.0f} ms per clip)")
+    print(f"visual path       : {ours_s:7.2f} s  ({ours_s / len(clips) * 1000:6.0f} ms per clip)")
+    print(f"analysed frames   : {frames} ({frames / ours_s:.1f} frames/s per core, incl. decode)")
+    print(f"ratio ours / bare : {ours_s / baseline:.2f}  (target <= 2)")
+
+
+if __name__ == "__main__":
+    main()
