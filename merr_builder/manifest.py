@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from merr_builder import __version__
-from merr_builder.assemble import partition_quarantine, partition_rows
+from merr_builder.assemble import build_tone_stats, partition_quarantine, partition_rows
 from merr_builder.atomic import atomic_path, write_bytes_atomic
 from merr_builder.config import BuildConfig, config_as_json
 from merr_builder.quarantine import QuarantineRecord
@@ -83,9 +83,10 @@ def finish_build(
     store = PartitionStore(out_dir)
     writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)
     quarantine_tables = [table_from_rows([asdict(r) for r in failed], QUARANTINE_SCHEMA)]
+    tone_stats = build_tone_stats(store, partition_runs)
     try:
         for runs in partition_runs:
-            writer.write(partition_rows(store, runs, config))
+            writer.write(partition_rows(store, runs, config, tone_stats))
             quarantine_tables += partition_quarantine(store, runs)
         shards = writer.close()
     except BaseException:

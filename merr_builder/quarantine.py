@@ -19,6 +19,7 @@ class ErrorKind(StrEnum):
     TRUNCATED = "truncated"
     DECODE_ERROR = "decode_error"
     NO_FACE = "no_face"
+    UNREADABLE_SIDECAR = "unreadable_sidecar"
     DUPLICATE_CLIP_ID = "duplicate_clip_id"
     UNKNOWN_LABEL = "unknown_label"
     STAGE_FAILED = "stage_failed"

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
 
-SCHEMA_VERSION = "1.1.0"  # 1.1: face columns (face_frames_share, face_choice, face_stats, …)
+SCHEMA_VERSION = "1.2.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …)
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -102,6 +102,42 @@ FACE_FIELDS = [
 FACES_SCHEMA = _schema("stage.faces", [_field("clip_id", pa.string(), "clip identifier", False), *FACE_FIELDS])
 
 
+# Columns the speech stage owns that the shards carry too.
+SPEECH_FIELDS = [
+    _field("transcript", pa.string(), "what the person says (sidecar or ASR); null without either, see transcript_error"),
+    _field("transcript_language", pa.string(), "ISO 639-1 language of the transcript (a script guess for sidecars)"),
+    _field("transcript_source", pa.string(), "sidecar:<file> or asr:<backend>"),
+    _field("transcript_flags", pa.list_(pa.string()), "reasons to doubt an ASR transcript (speech/flags.py)"),
+    _field("transcript_error", pa.string(), "why there is no transcript"),
+    _field("has_speech", pa.bool_(), "ASR heard speech in the audio", False),
+    _field("speech_rate", pa.float32(), "words per second over the spoken span (from word timestamps)"),
+    _field("pause_ratio", pa.float32(), "share of the spoken span in pauses between words"),
+    _field("egemaps", pa.list_(pa.float32()), f"eGeMAPSv02 functionals ({EGEMAPS_DIM} values, openSMILE order)"),
+]
+WORD_STRUCT = pa.struct([("start", pa.float32()), ("end", pa.float32()), ("word", pa.string()), ("probability", pa.float32())])
+SEGMENT_STRUCT = pa.struct([("start", pa.float32()), ("end", pa.float32()), ("text", pa.string())])
+
+SPEECH_SCHEMA = _schema(
+    "stage.speech",
+    [
+        _field("clip_id", pa.string(), "clip identifier", False),
+        *SPEECH_FIELDS,
+        _field("speech_span_s", pa.float32(), "seconds from the first word's start to the last word's end"),
+        _field("asr_backend", pa.string(), "ASR backend that ran; null when none did"),
+        _field("asr_text", pa.string(), "the ASR text, also where a sidecar won"),
+        _field("asr_language", pa.string(), "language ASR detected or was told"),
+        _field("asr_language_probability", pa.float32(), "ASR's probability of that language"),
+        _field("asr_task", pa.string(), "transcribe or translate"),
+        _field("asr_flags", pa.list_(pa.string()), "reasons to doubt the ASR text"),
+        _field("asr_avg_logprob", pa.float32(), "mean token log-probability over segments"),
+        _field("asr_no_speech_prob", pa.float32(), "highest no-speech probability of a segment"),
+        _field("asr_compression_ratio", pa.float32(), "highest gzip compression ratio of a segment (repetition)"),
+        _field("asr_segments", pa.list_(SEGMENT_STRUCT), "segments with times"),
+        _field("asr_words", pa.list_(WORD_STRUCT), "words with times and probabilities"),
+    ],
+)
+
+
 def _nullable(field: pa.Field) -> pa.Field:
     """A stage-owned column as the shards hold it: null until that stage has run for the build."""
     return field.with_nullable(True)
@@ -123,10 +159,7 @@ SHARD_SCHEMA = _schema(
         *[_nullable(f) for f in FACE_FIELDS if f.name not in ("visual_expression_description",)],
         _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG (temporal encoders)"),
         _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each frame in frames_jpeg"),
-        _field("transcript", pa.string(), "what the person says (sidecar or ASR)"),
-        _field("transcript_language", pa.string(), "ISO 639-1 language of the transcript"),
-        _field("transcript_source", pa.string(), "sidecar file or ASR backend that gave the transcript"),
-        _field("egemaps", pa.list_(pa.float32()), f"eGeMAPSv02 functionals ({EGEMAPS_DIM} values)"),
+        *[_nullable(f) for f in SPEECH_FIELDS],
         _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style"),
         _field("visual_objective_description", pa.string(), "what the scene shows (VLM or measured facts)"),
         _field("audio_tone_description", pa.string(), "tone phrases relative to the corpus"),
@@ -157,6 +190,7 @@ TABLES: dict[str, pa.Schema] = {
     "stage.ingest": INGEST_SCHEMA,
     "stage.media": MEDIA_SCHEMA,
     "stage.faces": FACES_SCHEMA,
+    "stage.speech": SPEECH_SCHEMA,
 }
 
 

@@ -1,0 +1,1 @@
+"""Speech: transcripts (ASR or sidecar files) and audio tone cues."""

@@ -1,0 +1,168 @@
+"""The speech stage: a transcript per clip (sidecar or ASR, with doubt flags) and its tone measurements.
+
+The tone *words* need the whole build (they are relative to the corpus), so this stage stores the
+measurements and `assemble` turns them into `audio_tone_description`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from merr_builder.config import BuildConfig, SpeechConfig
+from merr_builder.ingest import ClipInfo
+from merr_builder.media import AUDIO_SAMPLE_RATE
+from merr_builder.quarantine import StageResult, map_clips
+from merr_builder.schema import SPEECH_SCHEMA
+from merr_builder.speech.protocol import ASRBackend, Transcript
+from merr_builder.speech.sidecar import Sidecar, find_sidecar, read_sidecar
+from merr_builder.speech.tone import egemaps, pace
+from merr_builder.stage import PartitionBatch
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def guess_language(text: str) -> str | None:
+    """Language of a sidecar text by its script: 'zh' for mostly CJK, 'en' for mostly Latin letters.
+    A guess for sidecars only (ASR reports its own)."""
+    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    if cjk == latin == 0:
+        return None
+    return "zh" if cjk > latin else "en"
+
+
+def make_asr(config: SpeechConfig) -> ASRBackend | None:
+    if config.backend == "faster_whisper":
+        from merr_builder.speech.faster_whisper import FasterWhisperASR
+
+        return FasterWhisperASR(config.model_dir, beam_size=config.beam_size, vad=config.vad)
+    if config.backend == "openai_whisper":
+        from merr_builder.speech.openai_whisper import OpenAIWhisperASR
+
+        return OpenAIWhisperASR(config.openai_model, config.openai_download_root, config.beam_size)
+    return None
+
+
+@dataclass
+class SpeechAnalyser:
+    """The per-clip analysis, shared by the stage and the benchmarks."""
+
+    config: SpeechConfig
+    asr: ASRBackend | None
+
+    def sidecar_for(self, clip: ClipInfo) -> Sidecar | None:
+        if self.config.sidecar == "ignore":
+            return None
+        if clip.sidecar_transcript is not None:
+            return Sidecar(clip.sidecar_transcript, clip.sidecar_source or "")
+        path = find_sidecar(clip.source_path)
+        return read_sidecar(path) if path is not None else None
+
+    def analyse(self, clip: ClipInfo, audio: np.ndarray | None) -> dict:
+        sidecar = self.sidecar_for(clip)  # an undecodable sidecar is this clip's error
+        asr: Transcript | None = None
+        if audio is not None and self.asr is not None:
+            task = "translate" if self.config.translate else "transcribe"
+            asr = self.asr.transcribe(audio, self.config.language, task)
+        has_speech = bool(asr is not None and asr.text.strip())
+        rate, pause_ratio, span = pace(asr.words) if asr is not None else (None, None, 0.0)
+        features = egemaps(audio, AUDIO_SAMPLE_RATE)[0] if audio is not None and len(audio) else None
+        row = {
+            "clip_id": clip.clip_id,
+            "has_speech": has_speech,
+            "speech_rate": rate,
+            "pause_ratio": pause_ratio,
+            "speech_span_s": span,
+            "egemaps": features,
+            **self._asr_columns(asr),
+            **self._transcript(clip, audio, sidecar, asr),
+        }
+        return row
+
+    def _asr_columns(self, asr: Transcript | None) -> dict:
+        if asr is None:
+            return {"asr_backend": None}
+        return {
+            "asr_backend": self.asr.name if self.asr else None,
+            "asr_text": asr.text,
+            "asr_language": asr.language,
+            "asr_language_probability": asr.language_probability,
+            "asr_task": asr.task,
+            "asr_flags": list(asr.flags),
+            "asr_avg_logprob": asr.avg_logprob,
+            "asr_no_speech_prob": asr.no_speech_prob,
+            "asr_compression_ratio": asr.compression_ratio,
+            "asr_segments": [{"start": s.start, "end": s.end, "text": s.text} for s in asr.segments],
+            "asr_words": [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability} for w in asr.words],
+        }
+
+    def _transcript(self, clip: ClipInfo, audio, sidecar: Sidecar | None, asr: Transcript | None) -> dict:  # type: ignore[no-untyped-def]
+        if sidecar is not None:
+            return {
+                "transcript": sidecar.text,
+                "transcript_language": guess_language(sidecar.text),
+                "transcript_source": f"sidecar:{sidecar.source}",
+                "transcript_flags": [],
+                "transcript_error": None,
+            }
+        if asr is not None:
+            return {
+                "transcript": asr.text,
+                "transcript_language": asr.language if asr.task == "transcribe" else "en",
+                "transcript_source": f"asr:{self.asr.name}" if self.asr else None,
+                "transcript_flags": list(asr.flags),
+                "transcript_error": None,
+            }
+        reason = (
+            "the clip has no audio stream and no sidecar transcript"
+            if audio is None
+            else "ASR is off (speech.backend none) and there is no sidecar transcript"
+        )
+        return {"transcript": None, "transcript_language": None, "transcript_source": None,
+                "transcript_flags": [], "transcript_error": reason}  # fmt: skip
+
+
+class SpeechStage:
+    """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
+
+    name = "speech"
+    version = "1"
+    config_section = "speech"
+    output_schema = SPEECH_SCHEMA
+
+    def __init__(self, config: SpeechConfig) -> None:
+        self.analyser = SpeechAnalyser(config, make_asr(config))
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        if config.speech.backend == "faster_whisper":
+            from merr_builder.assets import WHISPER_BASE_CT2, describe, whisper_base_dir
+
+            return {"asr": describe(WHISPER_BASE_CT2, whisper_base_dir(config.speech.model_dir) / "model.bin")}
+        if config.speech.backend == "openai_whisper":
+            from merr_builder.speech.openai_whisper import checkpoint_path
+
+            from merr_builder.shards import sha256_file
+
+            path = checkpoint_path(config.speech.openai_model, config.speech.openai_download_root)
+            return {"asr": {"name": "openai-whisper", "file": str(path), "sha256": sha256_file(path)}}
+        return {}
+
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> "SpeechStage":
+        return cls(config.speech)
+
+    def run(self, batch: PartitionBatch) -> StageResult[dict]:
+        audio_by_clip = {}
+        table = batch.upstream["media"]
+        for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist()):
+            audio_by_clip[clip_id] = np.frombuffer(audio, "<f4") if audio else None
+        return map_clips(
+            self.name,
+            batch.clips,
+            lambda c: self.analyser.analyse(c, audio_by_clip.get(c.clip_id)),
+            lambda c: (c.clip_id, c.source_path),
+        )
