@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from merr_builder.speech.protocol import Transcript
 
-MIN_LANGUAGE_PROBABILITY = 0.6  # below: the detected language is a guess
+MIN_LANGUAGE_PROBABILITY = 0.7  # below: the detected language is a guess (a right guess is mostly > 0.9)
 MAX_COMPRESSION_RATIO = 2.4  # above: the text repeats itself (Whisper's own hallucination threshold)
 MAX_NO_SPEECH_PROBABILITY = 0.6  # above: the model thinks there is no speech
 MIN_AVG_LOGPROB = -1.0  # below: low confidence in the words (Whisper's fallback threshold)
-MAX_REPEATS = 3  # the same word sequence this many times in a row is a repetition loop
+MAX_REPEATS = 3  # a phrase of 2+ tokens this many times in a row is a repetition loop …
+MAX_SINGLE_REPEATS = 4  # … and a single token this many times (Chinese doubles and triples characters: 天天)
 
 LOW_LANGUAGE_PROBABILITY = "low_language_probability"
 REPETITION = "repetition"
@@ -22,12 +23,14 @@ LOW_CONFIDENCE = "low_confidence"
 
 
 def _repeats(text: str) -> bool:
-    """A phrase of 1-8 tokens (words, or characters for unspaced scripts) repeated MAX_REPEATS times."""
-    tokens = text.split() if " " in text.strip() else list(text.strip())
+    """A phrase of 1-8 tokens (words, or characters for unspaced scripts) repeated back to back."""
+    tokens = [t.strip(",.!?，。！？、") for t in (text.split() if " " in text.strip() else list(text.strip()))]
+    tokens = [t for t in tokens if t]
     for size in range(1, 9):
-        for start in range(0, max(0, len(tokens) - size * MAX_REPEATS) + 1):
+        times = MAX_SINGLE_REPEATS if size == 1 else MAX_REPEATS
+        for start in range(0, len(tokens) - size * times + 1):
             chunk = tokens[start : start + size]
-            if all(tokens[start + k * size : start + (k + 1) * size] == chunk for k in range(1, MAX_REPEATS)):
+            if all(tokens[start + k * size : start + (k + 1) * size] == chunk for k in range(1, times)):
                 return True
     return False
 

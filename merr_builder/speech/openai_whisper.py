@@ -52,7 +52,7 @@ class OpenAIWhisperASR:
         return lang, float(probs.get(lang, 0.0))
 
     def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        audio = np.array(audio, dtype=np.float32)  # a writable copy: whisper hands it to torch
         lang, probability = self._language_probability(audio, language)
         result = self.model.transcribe(
             audio, language=lang, task=task, fp16=False, word_timestamps=True,

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_manifest_lists_every_shard_with_its_hash(mixed_build):
     out, summary, *_ = mixed_build
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["schema_version"] == SCHEMA_VERSION
-    assert set(manifest["models"]) == {"face_landmarker", "face_detector"}
+    assert set(manifest["models"]) == {"face_landmarker", "face_detector", "asr"}
     assert manifest["rows"] == summary.rows == sum(s["rows"] for s in manifest["shards"])
     for shard in manifest["shards"]:
         data = (out / shard["path"]).read_bytes()
@@ -99,7 +100,7 @@ def test_a_second_run_skips_its_finished_partitions(mixed_build):
     mtimes = [p.stat().st_mtime_ns for p in stage_files]
     before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
     second = run_build(out.parent / "input", out, config)
-    n_partitions = 4  # 11 clips found, in partitions of 3
+    n_partitions = math.ceil(second.clips_found / 3)
     assert second.stage_skipped == {stage.name: n_partitions for stage in PIPELINE}
     assert [p.stat().st_mtime_ns for p in stage_files] == mtimes
     after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
@@ -111,10 +112,11 @@ def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
     out = tmp_path / "out"
     run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2"]))
     summary = run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2", "media.k_frames=4"]))
-    assert summary.stage_skipped == {"ingest": 2, "media": 0, "faces": 0}
+    n_partitions = math.ceil(len(clips.speech) / 2)
+    assert summary.stage_skipped == {"ingest": n_partitions, "media": 0, "faces": 0, "speech": 0}
     rows = pd.read_parquet(out / "shards")
     assert set(rows.frames_jpeg.map(len)) == {4}
-    assert len(list((out / "stages" / "media").glob("part-*.quarantine.parquet"))) == 2  # superseded ones gone
+    assert len(list((out / "stages" / "media").glob("part-*.quarantine.parquet"))) == n_partitions  # old ones gone
 
 
 def test_mer2023_layout_builds_with_transcripts(mer2023_sample, tmp_path):
@@ -122,8 +124,10 @@ def test_mer2023_layout_builds_with_transcripts(mer2023_sample, tmp_path):
     rows = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
     expected = pd.read_csv(mer2023_sample / "transcription_en_all.csv").set_index("name")["sentence"]
     assert summary.rows == 4
-    assert rows.transcript.to_dict() == expected.to_dict()
+    assert rows.transcript.to_dict() == expected.to_dict()  # the sidecar CSV wins over ASR
     assert rows.transcript_source.str.startswith("sidecar:").all()
+    assert rows.has_speech.all() and rows.audio_tone_description.str.len().gt(0).all()
+    assert rows.egemaps.map(len).eq(88).all()
 
 
 def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):

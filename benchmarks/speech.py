@@ -1,0 +1,78 @@
+"""ASR and tone real-time factors per core (seconds of audio per second of wall), in one run.
+
+    python benchmarks/speech.py [--shared-data DIR] [--repeats 2]
+
+The process is pinned to one CPU core and CTranslate2 told to use one thread. Audio: the 6 espeak-ng
+speech clips of tests/fixtures/make_clips.py and the 4 MER2023 clips (Mandarin, language forced).
+ASR: faster-whisper, Whisper base int8, VAD and word timestamps on, as the build runs it, at beam 5
+(the build's default) and greedy. Tone: eGeMAPSv02 functionals (openSMILE) plus pace from the words.
+Target for ASR: at least 4x real time per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+import make_clips  # noqa: E402
+
+from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio  # noqa: E402
+from merr_builder.speech.faster_whisper import FasterWhisperASR  # noqa: E402
+from merr_builder.speech.tone import egemaps, pace  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared-data", type=Path, default=make_clips.DEFAULT_SHARED_DATA)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fixtures = make_clips.make_all(Path(tmp) / "clips", args.shared_data)
+        items = [(decode_audio(str(p)), None) for p in fixtures.speech.values()]
+        items += [(decode_audio(str(p)), "zh") for p in sorted((args.shared_data / "mer2023_sample" / "video").glob("*.mp4"))]
+    seconds = sum(len(a) for a, _ in items) / AUDIO_SAMPLE_RATE
+
+    results = {}
+    for beam in (5, 1):
+        asr = FasterWhisperASR(beam_size=beam, cpu_threads=1)
+        asr.transcribe(items[0][0], None, "transcribe")  # warm-up
+
+        def run_asr() -> float:
+            started = time.perf_counter()
+            for audio, language in items:
+                asr.transcribe(audio, language, "transcribe")
+            return time.perf_counter() - started
+
+        results[beam] = statistics.median(run_asr() for _ in range(args.repeats))
+
+    words = [asr.transcribe(a, lang, "transcribe").words for a, lang in items]
+    egemaps(items[0][0], AUDIO_SAMPLE_RATE)  # warm-up
+
+    def run_tone() -> float:
+        started = time.perf_counter()
+        for (audio, _), ws in zip(items, words):
+            egemaps(audio, AUDIO_SAMPLE_RATE)
+            pace(ws)
+        return time.perf_counter() - started
+
+    tone = statistics.median(run_tone() for _ in range(args.repeats))
+    print(f"machine: {platform.machine()}, pinned to 1 of {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"audio: {len(items)} clips, {seconds:.1f} s; repeats: {args.repeats} (median)")
+    for beam, wall in results.items():
+        print(f"ASR beam {beam}       : {wall:6.2f} s  -> {seconds / wall:5.1f}x real time per core  (target >= 4)")
+    print(f"tone (eGeMAPS+pace): {tone:6.2f} s  -> {seconds / tone:5.1f}x real time per core")
+
+
+if __name__ == "__main__":
+    main()
