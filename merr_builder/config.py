@@ -111,6 +111,9 @@ class SpeechConfig(_Section):
     translate: bool = Field(False, description="transcribe into English (MERR's subtitles are English)")
     vad: bool = Field(True, description="voice-activity detection before ASR")
     beam_size: int = Field(5, ge=1, le=10, description="5: Whisper's default (here faster than greedy, which falls back to sampling on hard clips)")
+    temperature_fallback: bool = Field(
+        False, description="re-decode doubtful segments at higher temperatures (Whisper's default; slower)"
+    )
     sidecar: Literal["prefer", "ignore"] = Field("prefer", description="a sidecar transcript wins over ASR")
 
     @model_validator(mode="after")

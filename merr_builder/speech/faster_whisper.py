@@ -27,6 +27,7 @@ class FasterWhisperASR:
         beam_size: int = 5,
         vad: bool = True,
         cpu_threads: int = 0,
+        temperature_fallback: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -34,6 +35,8 @@ class FasterWhisperASR:
         self.model = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
         self.beam_size = beam_size
         self.vad = vad
+        # Without fallback a doubtful segment keeps its greedy/beam text and is flagged instead (flags.py).
+        self.temperature = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if temperature_fallback else [0.0]
 
     def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
         segments, info = self.model.transcribe(
@@ -43,6 +46,7 @@ class FasterWhisperASR:
             beam_size=self.beam_size,
             vad_filter=self.vad,
             word_timestamps=True,
+            temperature=self.temperature,
             condition_on_previous_text=False,  # one clip is one utterance; carrying text over feeds loops
         )
         parts = tuple(

@@ -35,12 +35,19 @@ def checkpoint_path(model: str, download_root: Path | None = None) -> Path:
 class OpenAIWhisperASR:
     name = "openai_whisper"
 
-    def __init__(self, model: str = "base", download_root: Path | None = None, beam_size: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str = "base",
+        download_root: Path | None = None,
+        beam_size: int | None = None,
+        temperature_fallback: bool = False,
+    ) -> None:
         import whisper
 
         self.path = checkpoint_path(model, download_root)
         self.model = whisper.load_model(str(self.path), device="cpu")
         self.beam_size = beam_size
+        self.temperature = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else 0.0
         self._whisper = whisper
 
     def _language_probability(self, audio: np.ndarray, language: str | None) -> tuple[str, float]:
@@ -56,7 +63,7 @@ class OpenAIWhisperASR:
         lang, probability = self._language_probability(audio, language)
         result = self.model.transcribe(
             audio, language=lang, task=task, fp16=False, word_timestamps=True,
-            condition_on_previous_text=False, beam_size=self.beam_size, verbose=None,
+            condition_on_previous_text=False, beam_size=self.beam_size, verbose=None, temperature=self.temperature,
         )  # fmt: skip
         parts = tuple(
             Segment(

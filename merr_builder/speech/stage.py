@@ -38,11 +38,15 @@ def make_asr(config: SpeechConfig) -> ASRBackend | None:
     if config.backend == "faster_whisper":
         from merr_builder.speech.faster_whisper import FasterWhisperASR
 
-        return FasterWhisperASR(config.model_dir, beam_size=config.beam_size, vad=config.vad)
+        return FasterWhisperASR(
+            config.model_dir, beam_size=config.beam_size, vad=config.vad, temperature_fallback=config.temperature_fallback
+        )
     if config.backend == "openai_whisper":
         from merr_builder.speech.openai_whisper import OpenAIWhisperASR
 
-        return OpenAIWhisperASR(config.openai_model, config.openai_download_root, config.beam_size)
+        return OpenAIWhisperASR(
+            config.openai_model, config.openai_download_root, config.beam_size, config.temperature_fallback
+        )
     return None
 
 
