@@ -70,11 +70,13 @@ def build(
     sample_fps: Annotated[float | None, typer.Option(help="frames per second analysed")] = None,
     every_frame: Annotated[bool | None, typer.Option("--every-frame", help="analyse every frame")] = None,
     k_frames: Annotated[int | None, typer.Option(help="uniform frames kept per clip")] = None,
+    language: Annotated[str | None, typer.Option(help="force the speech language (ISO 639-1, e.g. zh)")] = None,
+    translate: Annotated[bool | None, typer.Option("--translate", help="English transcripts from ASR")] = None,
     partition_size: Annotated[int | None, typer.Option(help="clips per partition")] = None,
     workers: Annotated[int | None, typer.Option(help="parallel partition tasks")] = None,
     dask_address: Annotated[str | None, typer.Option(help="run on this Dask scheduler")] = None,
 ) -> None:
-    """Build MERR shards from raw clips: ingest → media → … → shards, manifest and quarantine."""
+    """Build MERR shards from raw clips: ingest → media → faces → speech → shards, manifest, quarantine."""
     try:
         config = load_config(
             config_file,
@@ -86,6 +88,8 @@ def build(
                     "media.sample_fps": sample_fps,
                     "media.every_frame": every_frame,
                     "media.k_frames": k_frames,
+                    "speech.language": language,
+                    "speech.translate": translate,
                     "run.partition_size": partition_size,
                     "run.max_workers": workers,
                     "run.dask_address": dask_address,
