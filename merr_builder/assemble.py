@@ -8,6 +8,8 @@ import json
 import pyarrow as pa
 
 from merr_builder import __version__
+from merr_builder.annotate.coarse import annotate_coarse
+from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION
 from merr_builder.config import BuildConfig, SplitConfig
 from merr_builder.runner import PartitionRun
 from merr_builder.schema import SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
@@ -31,7 +33,11 @@ def provenance(config: BuildConfig, runs: list[PartitionRun]) -> str:
         for run in runs
         if hasattr(config, run.stage)
     }
-    return json.dumps({"merr_builder": __version__, "schema": SCHEMA_VERSION, "stages": stages}, sort_keys=True)
+    annotations = {"coarse_template": COARSE_TEMPLATE_VERSION, "visual_objective_description": "measured facts (no VLM)"}
+    return json.dumps(
+        {"merr_builder": __version__, "schema": SCHEMA_VERSION, "stages": stages, "annotations": annotations},
+        sort_keys=True,
+    )
 
 
 def tone_cues(speech_row: dict) -> dict[str, float | None] | None:
@@ -60,7 +66,8 @@ def partition_rows(
     """Rows of the clips that passed every stage of this partition, in clip-id order.
 
     Each stage's output columns that the shard schema names are carried over as they are; made here are
-    the tone words (relative to the build's `tone_stats`), the split and the provenance.
+    the tone words (relative to the build's `tone_stats`), the coarse annotation (caption and label), the
+    split and the provenance.
     """
     tables = {run.stage: store.read_outputs(run.stage, run.index, run.key) for run in runs}
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
@@ -74,6 +81,7 @@ def partition_rows(
             row.update({k: v for k, v in stage_rows[clip_id].items() if k in shard_columns})
         if tone_stats is not None and "speech" in by_stage:
             row["audio_tone_description"] = describe_tone(tone_cues(by_stage["speech"][clip_id]), tone_stats)
+        row.update(annotate_coarse(row))
         row["split"] = assign_split(clip_id, config.split)
         row["provenance"] = prov
         rows.append(row)

@@ -128,6 +128,11 @@ def test_mer2023_layout_builds_with_transcripts(mer2023_sample, tmp_path):
     assert rows.transcript_source.str.startswith("sidecar:").all()
     assert rows.has_speech.all() and rows.audio_tone_description.str.len().gt(0).all()
     assert rows.egemaps.map(len).eq(88).all()
+    for clip_id, row in rows.iterrows():  # the coarse caption holds each clue the stages measured
+        assert row.coarse_caption.startswith("This person in the video is ")
+        assert row.visual_expression_description.lower() in row.coarse_caption.lower()
+        assert row.audio_tone_description in row.coarse_caption and row.coarse_caption.endswith(row.transcript)
+        assert row.label == row.pseudo_label and row.label_source.startswith("AU pseudo-label")
 
 
 def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):

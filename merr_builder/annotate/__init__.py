@@ -1,0 +1,1 @@
+"""Annotations: the coarse template caption, the label and its consistency gate (the fine LLM step: next)."""

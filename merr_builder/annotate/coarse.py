@@ -1,0 +1,90 @@
+"""Coarse-grained annotation: the paper's template sentence from the measured clues, and the label.
+
+Label: a given label (label file, manifest, MER2023 labels) wins; otherwise the AU pseudo-label. The
+authors kept a sample when its AU evidence agreed with its label (issue #12); here the agreement is
+the label's AU-prototype score at the peak, and the outcome is recorded in `label_source`.
+"""
+
+from __future__ import annotations
+
+from merr_builder.annotate.prompts import COARSE_TEMPLATE
+from merr_builder.faces.expression import NO_MOVEMENT, prototype_scores
+from merr_builder.faces.facs import AU_NAMES
+from merr_builder.speech.tone import NO_SPEECH
+
+# A given label agrees with the face when its prototype scores at least this at the peak.
+AGREEMENT_MIN = 0.35
+NO_SUBTITLE = "(nothing)"
+
+
+def _position(box: dict[str, float]) -> str:
+    centre = box["x"] + box["w"] / 2
+    return "on the left" if centre < 0.38 else "on the right" if centre > 0.62 else "in the centre"
+
+
+def _framing(box: dict[str, float]) -> str:
+    height = box["h"]
+    return "a close-up" if height > 0.45 else "a medium shot" if height > 0.2 else "a wide shot"
+
+
+def _gaze(pose: dict[str, float] | None) -> str:
+    if not pose:
+        return ""
+    yaw, pitch = pose["yaw"], pose["pitch"]
+    if pitch > 15:
+        return ", head lowered"
+    if abs(yaw) > 25:
+        return ", head turned away from the camera"
+    return ", facing the camera"
+
+
+def objective_description(row: dict) -> str:
+    """A plain factual sentence from what the build measured (no vision-language model): how many people,
+    where the main face is and how it is framed, and where the head points. Recorded as measured facts in
+    the provenance; a VLM backend can replace it."""
+    n = row.get("n_faces") or 0
+    people = "alone in the frame" if n <= 1 else f"one of {n} people in the frame"
+    box = row.get("face_box_peak")
+    if not box:
+        return people
+    return f"{people}, seen {_position(box)} in {_framing(box)}{_gaze(row.get('head_pose_peak'))}"
+
+
+def coarse_caption(row: dict) -> str:
+    expression = row.get("visual_expression_description") or NO_MOVEMENT
+    tone = row.get("audio_tone_description") or NO_SPEECH
+    subtitle = (row.get("transcript") or "").strip() or NO_SUBTITLE
+    return COARSE_TEMPLATE.format(
+        visual_objective_description=row.get("visual_objective_description") or objective_description(row),
+        visual_expression_description=expression[0].lower() + expression[1:],
+        audio_tone_description=tone,
+        subtitle=subtitle,
+    )
+
+
+def resolve_label(row: dict) -> tuple[str | None, str]:
+    """(label, label_source) for a row: the given label checked against the face, else the pseudo-label."""
+    aus = row.get("aus_peak")
+    if row.get("label"):
+        if not aus:
+            return row["label"], f"{row.get('label_source')} (no face evidence to check)"
+        if row["label"] == "neutral":
+            return row["label"], f"{row.get('label_source')} (neutral: no AU prototype to check)"
+        score = prototype_scores([aus[au] for au in AU_NAMES]).get(row["label"], 0.0)
+        verdict = "agrees with" if score >= AGREEMENT_MIN else "disagrees with"
+        return row["label"], f"{row.get('label_source')} ({verdict} the AU evidence, score {score:.2f})"
+    if row.get("pseudo_label"):
+        return row["pseudo_label"], f"AU pseudo-label (score {row.get('pseudo_label_score', 0):.2f})"
+    return None, "no label: no label file and no face"
+
+
+def annotate_coarse(row: dict) -> dict:
+    """The annotation columns of one shard row: objective description, coarse caption, label."""
+    objective = row.get("visual_objective_description") or objective_description(row)
+    label, source = resolve_label(row)
+    return {
+        "visual_objective_description": objective,
+        "coarse_caption": coarse_caption({**row, "visual_objective_description": objective}),
+        "label": label,
+        "label_source": source,
+    }

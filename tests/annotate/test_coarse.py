@@ -1,0 +1,55 @@
+import pytest
+
+from merr_builder.annotate.coarse import annotate_coarse, coarse_caption, objective_description, resolve_label
+from merr_builder.faces.facs import AU_NAMES
+
+
+def _aus(**values: float) -> dict[str, float]:
+    return {au: values.get(au, 0.0) for au in AU_NAMES}
+
+
+def test_the_template_is_the_papers_sentence():
+    # The paper's own example (Figure "example"), rebuilt from its four clues.
+    row = {
+        "visual_objective_description": "talking to a man, possibly discussing something important",
+        "visual_expression_description": "Eyes widened, Wide-mouthed",
+        "audio_tone_description": "excited",
+        "transcript": "Oh my.",
+    }
+    assert coarse_caption(row) == (
+        "This person in the video is talking to a man, possibly discussing something important. "
+        "The person's expression and actions include eyes widened, Wide-mouthed, and the person's tone is "
+        "excited. Saying: Oh my."
+    )
+
+
+def test_missing_clues_are_said_plainly_never_invented():
+    caption = coarse_caption({"visual_objective_description": "alone in the frame"})
+    assert "no clear facial movement" in caption and "no audible speech" in caption and caption.endswith("(nothing)")
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ({"n_faces": 1, "face_box_peak": {"x": 0.3, "y": 0.2, "w": 0.1, "h": 0.15}}, "alone in the frame, seen on the left in a wide shot"),
+        ({"n_faces": 2, "face_box_peak": {"x": 0.45, "y": 0.1, "w": 0.2, "h": 0.5}, "head_pose_peak": {"yaw": 2, "pitch": 20, "roll": 0}},
+         "one of 2 people in the frame, seen in the centre in a close-up, head lowered"),
+    ],
+)
+def test_the_objective_description_states_measured_facts(row, says):
+    assert objective_description(row) == says
+
+
+def test_a_given_label_is_checked_against_the_face():
+    smiling = {"label": "happy", "label_source": "labels.csv", "aus_peak": _aus(AU06=2.5, AU12=3.0)}
+    label, source = resolve_label(smiling)
+    assert label == "happy" and "agrees with the AU evidence" in source
+    frowning = {**smiling, "aus_peak": _aus(AU04=3.0, AU15=2.0)}
+    assert "disagrees with the AU evidence" in resolve_label(frowning)[1]
+
+
+def test_without_a_given_label_the_pseudo_label_is_used():
+    row = {"pseudo_label": "surprise", "pseudo_label_score": 0.8, "aus_peak": _aus(AU05=2, AU26=3)}
+    assert resolve_label(row) == ("surprise", "AU pseudo-label (score 0.80)")
+    annotation = annotate_coarse({**row, "n_faces": 1, "face_box_peak": {"x": 0.4, "y": 0.2, "w": 0.2, "h": 0.3}})
+    assert annotation["label"] == "surprise" and annotation["coarse_caption"].startswith("This person in the video is alone")
