@@ -1,0 +1,1 @@
+"""LLM backends behind one small protocol (the fine-grained annotation step's engine)."""

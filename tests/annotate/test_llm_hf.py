@@ -1,0 +1,59 @@
+"""The transformers backend with a tiny random Llama that the test builds and saves, loaded through the
+backend's own code (no weights can be downloaded here)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from merr_builder.annotate.llm.hf import TransformersLLM
+from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
+from merr_builder.annotate.prompts import FINE_QUESTION, FINE_SYSTEM
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    corpus = [FINE_SYSTEM, FINE_QUESTION, "The person smiles, eyes widened and mouth open, speaking fast."] * 20
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    special = ["<unk>", "<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+    raw.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=special))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", eos_token="<|end|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def _requests() -> list[ChatRequest]:
+    captions = ["The person smiles.", "The person's eyes widened and mouth open, speaking fast, " * 3, "Mouth open."]
+    return [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=c, label="happy")) for c in captions]
+
+
+def test_batched_generation_matches_one_at_a_time_in_the_callers_order(tiny_llama):
+    settings = GenerationSettings(max_new_tokens=12)
+    batched = TransformersLLM(tiny_llama, batch_size=8).generate(_requests(), settings)
+    single = TransformersLLM(tiny_llama, batch_size=1)
+    alone = [single.generate([r], settings)[0] for r in _requests()]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert all(0 < c.new_tokens <= 12 and c.finish_reason in ("stop", "length") for c in batched)
+
+
+def test_the_model_is_identified_by_its_weights_hash(tiny_llama):
+    model_id = TransformersLLM(tiny_llama).model_id()
+    assert model_id["file"].endswith(".safetensors") and len(model_id["sha256"]) == 64
