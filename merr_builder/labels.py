@@ -47,3 +47,8 @@ def normalize_label(raw: str) -> str:
     if key in _ALIASES:
         return _ALIASES[key]
     raise UnknownLabelError(f"label {raw!r} is not one of the MERR labels {', '.join(MERR_LABELS)}")
+
+
+def label_spellings(label: str) -> set[str]:
+    """The label and every spelling in _ALIASES that maps onto it."""
+    return {label, *(alias for alias, target in _ALIASES.items() if target == label)}

@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from merr_builder import __version__
+from merr_builder.annotate.fine import fine_annotations, make_llm
+from merr_builder.annotate.prompts import FINE_PROMPT_VERSION
 from merr_builder.assemble import build_tone_stats, partition_quarantine, partition_rows
 from merr_builder.atomic import atomic_path, write_bytes_atomic
 from merr_builder.config import BuildConfig, config_as_json
@@ -84,9 +86,24 @@ def finish_build(
     writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)
     quarantine_tables = [table_from_rows([asdict(r) for r in failed], QUARANTINE_SCHEMA)]
     tone_stats = build_tone_stats(store, partition_runs)
+    # Fine captions need every coarse caption first (selection quotas, duplicates across the build).
+    light = []
+    for runs in partition_runs:
+        table = partition_rows(store, runs, config, tone_stats)
+        light += table.select(["clip_id", "coarse_caption", "label", "label_source"]).to_pylist()
+    llm = make_llm(config.annotate)
+    fine = fine_annotations(light, llm, config.annotate, out_dir / "cache" / "llm.sqlite")
+    fine_info = {"backend": config.annotate.fine_backend, "prompt": FINE_PROMPT_VERSION}
+    if llm is not None:
+        models = {**(models or {}), "fine_llm": llm.model_id()}
+        fine_info["model_sha256"] = models["fine_llm"]["sha256"][:16]
     try:
         for runs in partition_runs:
-            writer.write(partition_rows(store, runs, config, tone_stats))
+            table = partition_rows(store, runs, config, tone_stats, fine_info)
+            captions = [fine[c] for c in table.column("clip_id").to_pylist()]
+            for name, values in (("fine_caption", [c for c, _ in captions]), ("fine_status", [s for _, s in captions])):
+                table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), pa.array(values, pa.string()))
+            writer.write(table)
             quarantine_tables += partition_quarantine(store, runs)
         shards = writer.close()
     except BaseException:

@@ -65,7 +65,7 @@ def coarse_caption(row: dict) -> str:
 def resolve_label(row: dict) -> tuple[str | None, str]:
     """(label, label_source) for a row: the given label checked against the face, else the pseudo-label."""
     aus = row.get("aus_peak")
-    if row.get("label"):
+    if isinstance(row.get("label"), str) and row["label"]:
         if not aus:
             return row["label"], f"{row.get('label_source')} (no face evidence to check)"
         if row["label"] == "neutral":

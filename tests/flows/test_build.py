@@ -32,7 +32,7 @@ def mixed_build(clips, shared_data, tmp_path_factory):
     bad = [clips.truncated, clips.truncated_faststart, clips.zero_bytes, clips.text_as_mp4, clips.no_audio]
     _link(root / "input" / "good", *good)
     _link(root / "input" / "bad", *bad)
-    config = load_config(None, ["run.partition_size=3"])
+    config = load_config(None, ["run.partition_size=3", "annotate.fine_backend=none"])  # the LLM: MER2023 test
     summary = run_build(root / "input", root / "out", config)
     return root / "out", summary, good, bad, config
 
@@ -110,8 +110,9 @@ def test_a_second_run_skips_its_finished_partitions(mixed_build):
 def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
     _link(tmp_path / "input", *clips.speech.values())
     out = tmp_path / "out"
-    run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2"]))
-    summary = run_build(tmp_path / "input", out, load_config(None, ["run.partition_size=2", "media.k_frames=4"]))
+    base = ["run.partition_size=2", "annotate.fine_backend=none"]
+    run_build(tmp_path / "input", out, load_config(None, base))
+    summary = run_build(tmp_path / "input", out, load_config(None, [*base, "media.k_frames=4"]))
     n_partitions = math.ceil(len(clips.speech) / 2)
     assert summary.stage_skipped == {"ingest": n_partitions, "media": 0, "faces": 0, "speech": 0}
     rows = pd.read_parquet(out / "shards")
@@ -119,8 +120,8 @@ def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
     assert len(list((out / "stages" / "media").glob("part-*.quarantine.parquet"))) == n_partitions  # old ones gone
 
 
-def test_mer2023_layout_builds_with_transcripts(mer2023_sample, tmp_path):
-    summary = run_build(mer2023_sample, tmp_path / "out", load_config())
+def test_mer2023_layout_builds_end_to_end_with_the_offline_llm(mer2023_sample, tmp_path):
+    summary = run_build(mer2023_sample, tmp_path / "out", load_config(None, ["speech.language=zh"]))
     rows = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
     expected = pd.read_csv(mer2023_sample / "transcription_en_all.csv").set_index("name")["sentence"]
     assert summary.rows == 4
@@ -133,6 +134,17 @@ def test_mer2023_layout_builds_with_transcripts(mer2023_sample, tmp_path):
         assert row.visual_expression_description.lower() in row.coarse_caption.lower()
         assert row.audio_tone_description in row.coarse_caption and row.coarse_caption.endswith(row.transcript)
         assert row.label == row.pseudo_label and row.label_source.startswith("AU pseudo-label")
+        kept = pd.notna(row.fine_caption)
+        assert row.fine_status == "kept" if kept else row.fine_status.startswith(("rejected", "not selected"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "fine_llm" in manifest["models"] and len(manifest["models"]["fine_llm"]["sha256"]) == 64
+    # A rebuild asks the LLM nothing new: every answer comes from the cache, and the captions are the same.
+    cache = tmp_path / "out" / "cache" / "llm.sqlite"
+    stamp = cache.stat().st_mtime_ns
+    run_build(mer2023_sample, tmp_path / "out", load_config(None, ["speech.language=zh"]))
+    again = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
+    pd.testing.assert_series_equal(rows.fine_status, again.fine_status)
+    assert cache.stat().st_mtime_ns == stamp
 
 
 def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):
@@ -140,7 +152,7 @@ def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):
         (tmp_path / "input" / sub).mkdir(parents=True)
         os.symlink(shared_data / name, tmp_path / "input" / sub / "same.mp4")
     os.symlink(shared_data / "single_face.mp4", tmp_path / "input" / "unique.mp4")
-    summary = run_build(tmp_path / "input", tmp_path / "out", load_config())
+    summary = run_build(tmp_path / "input", tmp_path / "out", load_config(None, ["annotate.fine_backend=none"]))
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine.parquet")
     assert summary.rows == 1 and summary.clips_found == 3
     assert list(quarantine.error_kind) == [ErrorKind.DUPLICATE_CLIP_ID] * 2

@@ -1,0 +1,91 @@
+"""Fine-grained annotation: the paper's prompt, with the label given, through an LLM backend; every
+answer checked before it becomes a `fine_caption`, and the reason written to `fine_status` otherwise.
+
+Selection follows the paper: samples whose AU evidence disagrees with their label are not sent; neutral
+samples are added at random (the coarse recipe had none) up to `neutral_fraction` of the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+from merr_builder.annotate.checks import KEPT, check_answer, near_duplicate
+from merr_builder.annotate.llm.cache import AnswerCache
+from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings, LLMBackend
+from merr_builder.annotate.prompts import FINE_QUESTION, FINE_SYSTEM
+from merr_builder.config import AnnotateConfig
+
+
+def make_llm(config: AnnotateConfig) -> LLMBackend | None:
+    if config.fine_backend == "none":
+        return None
+    from merr_builder.annotate.llm.hf import TransformersLLM
+
+    if config.fine_backend == "smollm2":
+        from merr_builder.assets import smollm2_dir
+
+        return TransformersLLM(smollm2_dir(), batch_size=config.batch_size)
+    return TransformersLLM(config.model_dir, batch_size=config.batch_size)  # type: ignore[arg-type]
+
+
+def _stable_fraction(clip_id: str, seed: int) -> float:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()[:8], "big") / 2**64
+
+
+def select(rows: list[dict], config: AnnotateConfig) -> dict[str, str | None]:
+    """clip_id → None when the row goes to the LLM, else why it does not."""
+    status: dict[str, str | None] = {}
+    candidates = []
+    neutrals = []
+    for row in rows:
+        if not row.get("label"):
+            status[row["clip_id"]] = "not selected: no label"
+        elif "disagrees" in (row.get("label_source") or ""):
+            status[row["clip_id"]] = "not selected: the label disagrees with the AU evidence"
+        elif row["label"] == "neutral":
+            neutrals.append(row["clip_id"])
+        else:
+            candidates.append(row["clip_id"])
+            status[row["clip_id"]] = None
+    quota = math.ceil(config.neutral_fraction * len(candidates)) if candidates else len(neutrals)
+    chosen = set(sorted(neutrals, key=lambda c: _stable_fraction(c, config.seed))[:quota])
+    for clip_id in neutrals:
+        status[clip_id] = None if clip_id in chosen else "not selected: neutral beyond the top-up quota"
+    return status
+
+
+def fine_annotations(
+    rows: list[dict], llm: LLMBackend | None, config: AnnotateConfig, cache_path: Path
+) -> dict[str, tuple[str | None, str]]:
+    """clip_id → (fine_caption or None, fine_status) for every row (clip_id, coarse_caption, label, label_source)."""
+    if llm is None:
+        return {row["clip_id"]: (None, "not generated: no LLM backend (annotate.fine_backend none)") for row in rows}
+    status = select(rows, config)
+    todo = [row for row in sorted(rows, key=lambda r: r["clip_id"]) if status[row["clip_id"]] is None]
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
+    requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=r["coarse_caption"], label=r["label"])) for r in todo]
+    cache = AnswerCache(cache_path)
+    try:
+        model = llm.model_id()
+        keys = [AnswerCache.key(req, model, settings) for req in requests]
+        answers = [cache.get(k) for k in keys]
+        missing = [i for i, a in enumerate(answers) if a is None]
+        for i, completion in zip(missing, llm.generate([requests[i] for i in missing], settings)):
+            cache.put(keys[i], completion)
+            answers[i] = completion
+    finally:
+        cache.close()
+    out: dict[str, tuple[str | None, str]] = {r["clip_id"]: (None, s) for r in rows if (s := status[r["clip_id"]])}
+    kept: list[tuple[str, str]] = []
+    for row, answer in zip(todo, answers):
+        verdict = check_answer(answer, row["label"])  # type: ignore[arg-type]
+        if verdict == KEPT and (twin := near_duplicate(answer.text, kept)) is not None:  # type: ignore[union-attr]
+            verdict = f"rejected: near-duplicate of {twin}"
+        if verdict == KEPT:
+            kept.append((row["clip_id"], " ".join(answer.text.lower().split())))  # type: ignore[union-attr]
+            out[row["clip_id"]] = (answer.text, KEPT)  # type: ignore[union-attr]
+        else:
+            out[row["clip_id"]] = (None, verdict)
+    return out
