@@ -234,6 +234,15 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
     return MediaOutput(clip.clip_id, audio_bytes, audio_s, frames, times)
 
 
+def audio_by_clip(batch: PartitionBatch) -> dict[str, np.ndarray | None]:
+    """The media stage's decoded audio of each clip in a batch (None without audio)."""
+    table = batch.upstream["media"]
+    return {
+        clip_id: (np.frombuffer(audio, "<f4") if audio else None)
+        for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist())
+    }
+
+
 class MediaStage:
     """Decode a partition's audio (16 kHz mono float32) and K uniform frames (JPEG)."""
 

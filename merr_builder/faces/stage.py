@@ -23,7 +23,7 @@ from merr_builder.faces.tracking import (
     MainFace, assign_tracks, choose_main_face, drop_glimpses, nearest_face, speech_activity,
 )  # fmt: skip
 from merr_builder.ingest import ClipInfo
-from merr_builder.media import AUDIO_SAMPLE_RATE, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, scaled_size
+from merr_builder.media import AUDIO_SAMPLE_RATE, audio_by_clip, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, scaled_size
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import FACES_SCHEMA
 from merr_builder.stage import PartitionBatch
@@ -214,15 +214,11 @@ class FacesStage:
         return cls(config.faces, config.media)  # frames are sampled as the media section says
 
     def run(self, batch: PartitionBatch) -> StageResult[dict]:
-        audio_by_clip = {}
-        if "media" in batch.upstream:
-            table = batch.upstream["media"]
-            for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist()):
-                audio_by_clip[clip_id] = np.frombuffer(audio, "<f4") if audio else None
+        audio = audio_by_clip(batch)
         return map_clips(
             self.name,
             batch.clips,
-            lambda c: self.analyser.analyse(c, audio_by_clip.get(c.clip_id)),
+            lambda c: self.analyser.analyse(c, audio.get(c.clip_id)),
             lambda c: (c.clip_id, c.source_path),
         )
 

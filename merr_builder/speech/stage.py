@@ -13,7 +13,7 @@ import numpy as np
 
 from merr_builder.config import BuildConfig, SpeechConfig
 from merr_builder.ingest import ClipInfo
-from merr_builder.media import AUDIO_SAMPLE_RATE
+from merr_builder.media import AUDIO_SAMPLE_RATE, audio_by_clip
 from merr_builder.quarantine import StageResult, map_clips
 from merr_builder.schema import SPEECH_SCHEMA
 from merr_builder.speech.protocol import ASRBackend, Transcript
@@ -160,13 +160,10 @@ class SpeechStage:
         return cls(config.speech)
 
     def run(self, batch: PartitionBatch) -> StageResult[dict]:
-        audio_by_clip = {}
-        table = batch.upstream["media"]
-        for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist()):
-            audio_by_clip[clip_id] = np.frombuffer(audio, "<f4") if audio else None
+        audio = audio_by_clip(batch)
         return map_clips(
             self.name,
             batch.clips,
-            lambda c: self.analyser.analyse(c, audio_by_clip.get(c.clip_id)),
+            lambda c: self.analyser.analyse(c, audio.get(c.clip_id)),
             lambda c: (c.clip_id, c.source_path),
         )
