@@ -20,4 +20,4 @@ ln -s "$(realpath out/demo-clips/speech)"/*.mp4 "$INPUT/speech/"
 ln -s "$(realpath out/demo-clips/bad)"/{truncated,zero_bytes,text_file}.mp4 "$INPUT/broken/"
 
 merr build "$INPUT" --out "$OUT" --partition-size 8
-echo "the build is in $OUT: shards/ (the dataset), manifest.json, quarantine.parquet (3 broken files, by design)"
+echo "the build is in $OUT: shards/ (the dataset), manifest.json, quarantine.parquet (3 broken files and the clip without a face, by design)"
