@@ -49,12 +49,30 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
         temp.write_bytes(data)
 
 
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that named this temporary file still runs (its pid is in the name)."""
+    try:
+        pid = int(path.name.rsplit(TMP_MARK, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True  # another thread of this process is writing it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_temps(directory: Path) -> int:
-    """Delete leftovers of writers that died mid-write; returns how many were removed."""
+    """Delete leftovers of writers that died mid-write (never a live writer's file); returns how many."""
     if not directory.is_dir():
         return 0
     removed = 0
     for path in directory.glob(f".*{TMP_MARK}*"):
-        path.unlink(missing_ok=True)
-        removed += 1
+        if not _writer_alive(path):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed

@@ -115,6 +115,33 @@ def build(
     console.print(f"done: {summary.rows} rows in {out / 'shards'}, manifest {out / 'manifest.json'}")
 
 
+@app.command()
+def annotate(
+    from_: Annotated[Path, typer.Option("--from", help="a finished build folder (its stage outputs are reused)")],
+    llm: Annotated[
+        str | None, typer.Option(help="smollm2 | none | PATH of a local Hugging Face causal LM folder")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override an annotate setting: annotate.field=value")
+    ] = None,
+) -> None:
+    """Regenerate the annotations (coarse and fine captions, labels) without touching media, faces or audio."""
+    from merr_builder.annotate.regenerate import RegenerationError, regenerate
+
+    choice = []
+    if llm in ("smollm2", "none"):
+        choice = [f"annotate.fine_backend={llm}"]
+    elif llm is not None:
+        choice = ["annotate.fine_backend=transformers", f"annotate.model_dir={llm}"]
+    try:
+        summary = regenerate(from_, choice + list(overrides or []))
+    except (ConfigError, RegenerationError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(_summary_table(summary))
+    console.print(f"annotations regenerated: {summary.rows} rows in {from_ / 'shards'}")
+
+
 def main() -> None:
     app()
 

@@ -225,7 +225,12 @@ def _describe(exc: ValidationError) -> str:
 
 def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
     """File (YAML or TOML) first, then `section.field=value` overrides; validated before returning."""
-    data = _read_file(path) if path is not None else {}
+    return config_from_dict(_read_file(path) if path is not None else {}, overrides)
+
+
+def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
+    """A config from a mapping (e.g. the one a manifest records) plus overrides; validated."""
+    data = json.loads(json.dumps(data))  # a deep copy that overrides may change
     for assignment in overrides:
         _apply_override(data, assignment)
     try:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from merr_builder import __version__
 from merr_builder.annotate.fine import fine_annotations, make_llm
-from merr_builder.annotate.prompts import FINE_PROMPT_VERSION
+from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION, FINE_PROMPT_VERSION
 from merr_builder.assemble import build_tone_stats, partition_quarantine, partition_rows
 from merr_builder.atomic import atomic_path, write_bytes_atomic
 from merr_builder.config import BuildConfig, config_as_json
@@ -27,6 +27,8 @@ from merr_builder.store import PartitionStore
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.parquet"
+# Quarantine rows made outside the stages (discovery, failed partitions), kept for regeneration.
+REJECTED = "stages/rejected.parquet"
 
 # Packages whose versions decide what a build produces; recorded in every manifest.
 RECORDED_PACKAGES = (
@@ -84,7 +86,10 @@ def finish_build(
     """
     store = PartitionStore(out_dir)
     writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)
-    quarantine_tables = [table_from_rows([asdict(r) for r in failed], QUARANTINE_SCHEMA)]
+    rejected = table_from_rows([asdict(r) for r in failed], QUARANTINE_SCHEMA)
+    with atomic_path(out_dir / REJECTED) as temp:
+        pq.write_table(rejected, temp)
+    quarantine_tables = [rejected]
     tone_stats = build_tone_stats(store, partition_runs)
     # Fine captions need every coarse caption first (selection quotas, duplicates across the build).
     light = []
@@ -138,6 +143,13 @@ def finish_build(
         "packages": package_versions(),
         "tools": {"ffmpeg": ffmpeg_version(), "python": platform.python_version()},
         "models": models or {},
+        "annotation": {
+            "coarse_template": COARSE_TEMPLATE_VERSION,
+            "fine": fine_info,
+            "settings": config_as_json(config)["annotate"],
+        },
+        # Everything regeneration (`merr annotate`) needs to find the stored stage outputs again.
+        "partitions": [[asdict(run) for run in runs] for runs in partition_runs],
     }
     write_bytes_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
     return BuildSummary(

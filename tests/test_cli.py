@@ -14,7 +14,7 @@ def merr(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*MERR, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
 
 
-@pytest.mark.parametrize("command", [[], ["build"]])
+@pytest.mark.parametrize("command", [[], ["build"], ["annotate"]])
 def test_help_on_every_command(command):
     result = merr(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
@@ -51,3 +51,8 @@ def test_exit_code_1_when_no_clip_succeeds(clips, tmp_path: Path):
     assert result.returncode == 1
     assert "no clip succeeded" in result.stderr
     assert (tmp_path / "out" / "quarantine.parquet").is_file()
+
+
+def test_annotate_on_a_folder_that_is_no_build_is_an_input_error(tmp_path: Path):
+    result = merr("annotate", "--from", str(tmp_path))
+    assert result.returncode == 2 and "not a finished build" in result.stderr

@@ -96,7 +96,7 @@ def test_shards_load_with_pandas_pyarrow_dataset_and_hf_datasets(mixed_build):
 
 def test_a_second_run_skips_its_finished_partitions(mixed_build):
     out, first, _, _, config = mixed_build
-    stage_files = sorted((out / "stages").rglob("*.parquet"))
+    stage_files = sorted((out / "stages").rglob("part-*.parquet"))
     mtimes = [p.stat().st_mtime_ns for p in stage_files]
     before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
     second = run_build(out.parent / "input", out, config)
@@ -157,3 +157,41 @@ def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):
     assert summary.rows == 1 and summary.clips_found == 3
     assert list(quarantine.error_kind) == [ErrorKind.DUPLICATE_CLIP_ID] * 2
     assert all("a/same.mp4" in m and "b/same.mp4" in m for m in quarantine.message)
+
+
+def test_regenerating_annotations_changes_only_annotation_columns(clips, tmp_path):
+    from merr_builder.annotate.regenerate import regenerate
+
+    _link(tmp_path / "input", clips.speech["speech_en_happy"], clips.speech["speech_en_angry"])
+    out = tmp_path / "out"
+    run_build(tmp_path / "input", out, load_config(None, ["annotate.fine_backend=none"]))
+    before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+    stage_files = {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("part-*.parquet")}
+
+    regenerate(out, ["annotate.fine_backend=smollm2"])
+    after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+    annotation = ["fine_caption", "fine_status", "provenance"]
+    pd.testing.assert_frame_equal(before.drop(columns=annotation), after.drop(columns=annotation))
+    assert before.fine_status.str.startswith("not generated").all()
+    assert not after.fine_status.str.startswith("not generated").any()
+    assert {p: p.stat().st_mtime_ns for p in stage_files} == stage_files  # no stage ran again
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["annotation"]["fine"]["backend"] == "smollm2" and "fine_llm" in manifest["models"]
+
+    cache = out / "cache" / "llm.sqlite"
+    stamp = cache.stat().st_mtime_ns
+    regenerate(out, ["annotate.fine_backend=smollm2"])  # the same questions: every answer from the cache
+    assert cache.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(after, pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True))
+
+
+def test_regeneration_refuses_settings_that_need_re_extraction(tmp_path):
+    from merr_builder.annotate.regenerate import RegenerationError, annotation_config
+    from merr_builder.config import ConfigError, config_as_json
+
+    with pytest.raises(ConfigError, match="media.k_frames"):
+        annotation_config({"config": config_as_json(load_config())}, ["media.k_frames=4"])
+    from merr_builder.annotate.regenerate import regenerate
+
+    with pytest.raises(RegenerationError, match="not a finished build"):
+        regenerate(tmp_path, [])
