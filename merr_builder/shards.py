@@ -1,6 +1,6 @@
 """Sharded Parquet output: zstd, byte-sized row groups for streaming, size-based rotation, atomic names.
 
-Shards are written under hidden temporary names and renamed to `merr-XXXXX-of-NNNNN.parquet` only once
+Shards are written under hidden temporary names and renamed to `merr-00000-of-00012.parquet` (index, total) only once
 every shard is complete (the total NNNNN is known only then), so no final name ever holds a partial file.
 """
 
