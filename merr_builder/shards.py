@@ -1,7 +1,7 @@
 """Sharded Parquet output: zstd, byte-sized row groups for streaming, size-based rotation, atomic names.
 
-Shards are written under hidden temporary names and renamed to `merr-00000-of-00012.parquet` (index, total) only once
-every shard is complete (the total NNNNN is known only then), so no final name ever holds a partial file.
+Shards are written under hidden temporary names and renamed to `merr-<index>-of-<total>.parquet` only once
+every shard is complete (the total is known only then), so no final name ever holds a partial file.
 """
 
 from __future__ import annotations
