@@ -17,6 +17,11 @@ from merr_builder.speech.tone import CorpusStats, corpus_stats, cue_values, desc
 from merr_builder.store import PartitionStore
 
 
+# Columns no annotation reads: a first pass over the build skips them.
+HEAVY_COLUMNS = {"frames_jpeg", "frame_times_s", "peak_frame_jpeg", "peak_face_jpeg", "au_series", "face_stats",
+                 "blendshapes_peak"}  # fmt: skip
+
+
 def assign_split(clip_id: str, config: SplitConfig) -> str:
     """Deterministic split from a hash of the clip id: stable across rebuilds and machines."""
     u = int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "big") / 2**64
@@ -57,8 +62,8 @@ def build_tone_stats(store: PartitionStore, partition_runs: list[list[PartitionR
     for runs in partition_runs:
         for run in runs:
             if run.stage == "speech":
-                table = store.read_outputs(run.stage, run.index, run.key).select(
-                    ["has_speech", "egemaps", "speech_rate", "pause_ratio"]
+                table = store.read_outputs(
+                    run.stage, run.index, run.key, {"has_speech", "egemaps", "speech_rate", "pause_ratio"}
                 )
                 cues += [c for c in map(tone_cues, table.to_pylist()) if c is not None]
     return corpus_stats(cues)
@@ -70,14 +75,16 @@ def partition_rows(
     config: BuildConfig,
     tone_stats: CorpusStats | None = None,
     fine: dict | None = None,
+    light: bool = False,
 ) -> pa.Table:
     """Rows of the clips that passed every stage of this partition, in clip-id order.
 
     Each stage's output columns that the shard schema names are carried over as they are; made here are
     the tone words (relative to the build's `tone_stats`), the coarse annotation (caption and label), the
-    split and the provenance.
+    split and the provenance. `light`: leave out the images and series (a pass that needs only the text).
     """
-    tables = {run.stage: store.read_outputs(run.stage, run.index, run.key) for run in runs}
+    wanted = set(SHARD_SCHEMA.names) - (HEAVY_COLUMNS if light else set())
+    tables = {run.stage: store.read_outputs(run.stage, run.index, run.key, wanted) for run in runs}
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
     survivors = sorted(set.intersection(*(set(rows) for rows in by_stage.values())))
     shard_columns = set(SHARD_SCHEMA.names)

@@ -83,10 +83,15 @@ def _candidates(asset: ModelAsset, explicit: Path | None) -> list[tuple[str, Pat
     return found
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes: the one helper for model pins, clip fingerprints and shard hashes."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache
+    return sha256_file(path)
 
 
 def verify(asset: ModelAsset, path: Path) -> Path:

@@ -7,7 +7,6 @@ partition as the first stage.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from merr_builder.assets import sha256_file
 from merr_builder.config import BuildConfig, IngestConfig
 from merr_builder.labels import UnknownLabelError, normalize_label
 from merr_builder.quarantine import ClipError, ErrorKind, QuarantineRecord, StageResult, map_clips
@@ -249,12 +249,6 @@ def discover(input_path: Path, config: IngestConfig) -> Discovery:
 # --- probing ---------------------------------------------------------------------------------
 
 
-def file_fingerprint(path: str | Path) -> str:
-    """sha256 of the file's bytes (content identity for caching; renames and touches keep it)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _rate(text: str | None) -> float:
     try:
         value = Fraction(text or "0")
@@ -345,7 +339,7 @@ def probe(source: ClipSource, config: IngestConfig) -> ClipInfo:
     return ClipInfo(
         clip_id=source.clip_id,
         source_path=str(path),
-        fingerprint=file_fingerprint(path),
+        fingerprint=sha256_file(path),  # content identity: renames and touches keep the cache
         size_bytes=size,
         duration_s=duration,
         video_duration_s=_stream_duration(video) or duration,

@@ -94,7 +94,7 @@ def finish_build(
     # Fine captions need every coarse caption first (selection quotas, duplicates across the build).
     light = []
     for runs in partition_runs:
-        table = partition_rows(store, runs, config, tone_stats)
+        table = partition_rows(store, runs, config, tone_stats, light=True)
         light += table.select(["clip_id", "coarse_caption", "label", "label_source"]).to_pylist()
     llm = make_llm(config.annotate)
     fine = fine_annotations(light, llm, config.annotate, out_dir / "cache" / "llm.sqlite")

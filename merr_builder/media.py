@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +22,8 @@ from merr_builder.ingest import ClipInfo
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import MEDIA_SCHEMA
 from merr_builder.stage import PartitionBatch
+
+T = TypeVar("T")
 
 AUDIO_SAMPLE_RATE = 16_000
 _FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error")
@@ -241,6 +244,14 @@ def audio_by_clip(batch: PartitionBatch) -> dict[str, np.ndarray | None]:
         clip_id: (np.frombuffer(audio, "<f4") if audio else None)
         for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist())
     }
+
+
+def map_clips_with_audio(
+    stage: str, batch: PartitionBatch, analyse: Callable[[ClipInfo, np.ndarray | None], T]
+) -> StageResult[T]:
+    """Run `analyse(clip, audio)` on each clip of a batch, a failing clip quarantined alone."""
+    audio = audio_by_clip(batch)
+    return map_clips(stage, batch.clips, lambda c: analyse(c, audio.get(c.clip_id)), lambda c: (c.clip_id, c.source_path))
 
 
 class MediaStage:

@@ -6,7 +6,6 @@ every shard is complete (the total is known only then), so no final name ever ho
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from merr_builder.assets import sha256_file
 from merr_builder.atomic import publish, remove_stale_temps, temp_path_for
 from merr_builder.config import ShardConfig
 from merr_builder.schema import validate_table
@@ -34,11 +34,6 @@ class ShardInfo:
 
 def shard_name(index: int, total: int) -> str:
     return f"merr-{index:05d}-of-{total:05d}.parquet"
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class ShardWriter:

@@ -55,8 +55,13 @@ class PartitionStore:
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 
-    def read_outputs(self, stage: str, index: int, fingerprint: str) -> pa.Table:
-        return pq.read_table(self.outputs_path(stage, index, fingerprint))
+    def read_outputs(self, stage: str, index: int, fingerprint: str, columns: set[str] | None = None) -> pa.Table:
+        """A stage's stored outputs, or only those of `columns` it has (clip_id always)."""
+        path = self.outputs_path(stage, index, fingerprint)
+        if columns is None:
+            return pq.read_table(path)
+        names = pq.read_schema(path).names
+        return pq.read_table(path, columns=[n for n in names if n in columns or n == "clip_id"])
 
     def read_quarantine(self, stage: str, index: int, fingerprint: str) -> pa.Table:
         return pq.read_table(self.quarantine_path(stage, index, fingerprint))

@@ -23,8 +23,10 @@ from merr_builder.faces.tracking import (
     MainFace, assign_tracks, choose_main_face, drop_glimpses, nearest_face, speech_activity,
 )  # fmt: skip
 from merr_builder.ingest import ClipInfo
-from merr_builder.media import AUDIO_SAMPLE_RATE, audio_by_clip, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, scaled_size
-from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
+from merr_builder.media import (
+    AUDIO_SAMPLE_RATE, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
+)  # fmt: skip
+from merr_builder.quarantine import ClipError, ErrorKind, StageResult
 from merr_builder.schema import FACES_SCHEMA
 from merr_builder.stage import PartitionBatch
 
@@ -214,11 +216,5 @@ class FacesStage:
         return cls(config.faces, config.media)  # frames are sampled as the media section says
 
     def run(self, batch: PartitionBatch) -> StageResult[dict]:
-        audio = audio_by_clip(batch)
-        return map_clips(
-            self.name,
-            batch.clips,
-            lambda c: self.analyser.analyse(c, audio.get(c.clip_id)),
-            lambda c: (c.clip_id, c.source_path),
-        )
+        return map_clips_with_audio(self.name, batch, self.analyser.analyse)
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from merr_builder.config import BuildConfig, SpeechConfig
 from merr_builder.ingest import ClipInfo
-from merr_builder.media import AUDIO_SAMPLE_RATE, audio_by_clip
-from merr_builder.quarantine import StageResult, map_clips
+from merr_builder.media import AUDIO_SAMPLE_RATE, map_clips_with_audio
+from merr_builder.quarantine import StageResult
 from merr_builder.schema import SPEECH_SCHEMA
 from merr_builder.speech.protocol import ASRBackend, Transcript
 from merr_builder.speech.sidecar import Sidecar, find_sidecar, read_sidecar
@@ -147,9 +147,8 @@ class SpeechStage:
 
             return {"asr": describe(WHISPER_BASE_CT2, whisper_base_dir(config.speech.model_dir) / "model.bin")}
         if config.speech.backend == "openai_whisper":
+            from merr_builder.assets import sha256_file
             from merr_builder.speech.openai_whisper import checkpoint_path
-
-            from merr_builder.shards import sha256_file
 
             path = checkpoint_path(config.speech.openai_model, config.speech.openai_download_root)
             return {"asr": {"name": "openai-whisper", "file": str(path), "sha256": sha256_file(path)}}
@@ -160,10 +159,4 @@ class SpeechStage:
         return cls(config.speech)
 
     def run(self, batch: PartitionBatch) -> StageResult[dict]:
-        audio = audio_by_clip(batch)
-        return map_clips(
-            self.name,
-            batch.clips,
-            lambda c: self.analyser.analyse(c, audio.get(c.clip_id)),
-            lambda c: (c.clip_id, c.source_path),
-        )
+        return map_clips_with_audio(self.name, batch, self.analyser.analyse)

@@ -30,7 +30,7 @@ class TransformersLLM:
         self.batch_size = batch_size
 
     def model_id(self) -> dict[str, str]:
-        from merr_builder.shards import sha256_file
+        from merr_builder.assets import sha256_file
 
         weights = sorted(self.model_dir.glob("*.safetensors"))
         return {"name": self.model_dir.name, "file": str(weights[0]) if weights else str(self.model_dir),
