@@ -1,21 +1,27 @@
 """Fine-step LLM throughput: our transformers backend against plain HF `generate`, same batch size, one run.
 
     python benchmarks/llm_throughput.py            # CPU-size: a small random Llama, short prompts
-    python benchmarks/llm_throughput.py --gpu      # the issue's shape: Llama-3-8B, 640 in / 160 out (needs a GPU)
+    python benchmarks/llm_throughput.py --gpu      # the issue's shape: Llama-3-8B, ~440-640 in / 160 out
 
-The model is random-initialised with the real architecture (no weights can be downloaded), the tokenizer
-is SmolLM2's (converted by the build). Prompts are the paper's fine prompt around captions of varied
-length, as MERR's are. Baseline: prompts in arrival order, left-padded, `model.generate` per batch.
-Ours: `TransformersLLM.generate` (chat template, length-sorted batches). Prints output tokens/s, the
-ratio, and whether greedy outputs match on a sample.
+The model is random-initialised with the real architecture (no weights can be downloaded), built in
+memory on the device; the tokenizer is SmolLM2's (converted by the build, or `--tokenizer DIR`). Prompts
+are the paper's fine prompt around coarse captions made from the coarse template, of varied length as
+MERR's are (so they share only the template's first words, not a long common prefix).
+
+Baseline: prompts in arrival order, left-padded, `model.generate` per batch (greedy). Ours:
+`TransformersLLM.generate` (length-sorted batches, static KV cache, flash prefill, and on CUDA the
+decode step replayed as a CUDA graph; `eager` is the same without the graph). Prints output tokens/s,
+the ratio, the floors (weights + KV cache read once per decode step at the measured copy bandwidth;
+prefill FLOPs at the measured matmul rate), and whether greedy outputs equal plain `generate` on a
+sample, in the benchmark's dtype and, as the exact check, in float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,48 +29,129 @@ import torch
 
 from merr_builder.annotate.llm.hf import TransformersLLM
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
-from merr_builder.annotate.prompts import FINE_QUESTION, FINE_SYSTEM
-from merr_builder.assets import smollm2_dir
+from merr_builder.annotate.prompts import COARSE_TEMPLATE, FINE_QUESTION, FINE_SYSTEM
 
-CLUE = "The person's eyes widened and the mouth opened; the voice was loud and fast. "
+LABELS = ["happy", "sad", "neutral", "angry", "worried", "surprise"]
+PHRASES = [
+    "a young woman sitting at a table in a dimly lit room", "a middle-aged man standing by a window",
+    "eyebrows raised and eyes wide open", "lip corners pulled up into a broad smile", "a tightened jaw",
+    "brows drawn together and lowered", "the chin pushed up while the lips press together",
+    "a loud voice with a high and rising pitch", "a soft, slow voice with long pauses", "a trembling voice",
+    "she looks away and shakes her head slightly", "he leans forward and points at the other person",
+    "the cheeks are raised and the eyes narrowed", "the upper lip is raised in disgust",
+]  # fmt: skip
 
 
-def requests(n: int, min_clues: int, max_clues: int, seed: int = 0) -> list[ChatRequest]:
+def requests(n: int, min_tokens: int, max_tokens: int, tokenizer, seed: int = 0) -> list[ChatRequest]:
+    """MERR-shaped fine prompts whose chat-rendered length is uniform in [min_tokens, max_tokens]."""
     rng = random.Random(seed)
-    return [
-        ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=CLUE * rng.randint(min_clues, max_clues), label="surprise"))
-        for _ in range(n)
-    ]
+    out = []
+    for _ in range(n):
+        target, parts = rng.randint(min_tokens, max_tokens), [[], [], [], []]
+        while True:
+            rng.choice(parts).append(rng.choice(PHRASES))
+            caption = COARSE_TEMPLATE.format(
+                visual_objective_description=", ".join(parts[0]) or "a person", visual_expression_description=", ".join(parts[1]) or "none",
+                audio_tone_description=", ".join(parts[2]) or "calm", subtitle=", ".join(parts[3]) or "...",
+            )  # fmt: skip
+            request = ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=caption, label=rng.choice(LABELS)))
+            rendered = tokenizer.apply_chat_template(request.messages(), tokenize=False, add_generation_prompt=True)
+            if len(tokenizer(rendered, add_special_tokens=False).input_ids) >= target:
+                out.append(request)
+                break
+    return out
 
 
-def build_model(folder: Path, gpu: bool) -> None:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def build_model(tokenizer, gpu: bool, device: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
-    tokenizer.save_pretrained(folder)
-    if gpu:  # Llama-3-8B's shape
+    if gpu:  # Llama-3-8B's shape (vocabulary: the tokenizer's)
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                             num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192)  # fmt: skip
+                             num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192, rope_theta=500000.0)  # fmt: skip
     else:
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                              num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048)  # fmt: skip
     config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
 
 
-def plain_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationSettings, batch: int) -> tuple[float, int, list[str]]:
+def plain_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationSettings, batch: int) -> tuple[float, int, list[list[int]]]:
     tok, model = llm.tokenizer, llm.model
+    eos = llm.eos_ids()
     prompts = [tok.apply_chat_template(r.messages(), tokenize=False, add_generation_prompt=True) for r in reqs]
-    started, produced, texts = time.perf_counter(), 0, []
+    sync()
+    started, produced, outputs = time.perf_counter(), 0, []
     with torch.inference_mode():
         for i in range(0, len(prompts), batch):
             enc = tok(prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(llm.device)
             out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-            new = out[:, enc.input_ids.shape[1] :]
-            produced += int((new != tok.pad_token_id).sum())
-            texts += [tok.decode(row, skip_special_tokens=True).strip() for row in new]
-    return time.perf_counter() - started, produced, texts
+            for row in out[:, enc.input_ids.shape[1] :].tolist():
+                cut = next((j for j, t in enumerate(row) if t in eos), len(row))
+                outputs.append(row[:cut])
+                produced += cut
+    sync()
+    return time.perf_counter() - started, produced, outputs
+
+
+def ours_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationSettings) -> tuple[float, int, list[list[int]]]:
+    sync()
+    started = time.perf_counter()
+    completions = llm.generate(reqs, settings)
+    sync()
+    elapsed = time.perf_counter() - started
+    tokens = [llm.tokenizer(c.text, add_special_tokens=False).input_ids for c in completions]
+    return elapsed, sum(c.new_tokens for c in completions), tokens
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def measured_ceilings(device: str) -> tuple[float, float]:
+    """(copy bandwidth in bytes/s counting read + write, bf16 matmul FLOP/s), measured here and now."""
+    if device != "cuda":
+        return float("nan"), float("nan")
+    a = torch.empty(2**30, dtype=torch.float32, device="cuda")  # 4 GiB
+    b = torch.empty_like(a)
+    for _ in range(2):
+        b.copy_(a)
+    sync()
+    started = time.perf_counter()
+    for _ in range(10):
+        b.copy_(a)
+    sync()
+    bandwidth = 10 * 2 * a.numel() * 4 / (time.perf_counter() - started)
+    del a, b
+    x = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    for _ in range(3):
+        x @ x
+    sync()
+    started = time.perf_counter()
+    for _ in range(10):
+        x @ x
+    sync()
+    flops = 10 * 2 * 8192**3 / (time.perf_counter() - started)
+    del x
+    torch.cuda.empty_cache()
+    return bandwidth, flops
+
+
+def floors(model, reqs_tokens: list[int], new: int, batch: int, bandwidth: float, flops: float) -> dict[str, float]:
+    """Output tokens/s no implementation can beat: decode (bytes) alone, and decode + prefill (FLOPs)."""
+    cfg = model.config
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) - model.get_input_embeddings().weight.nbytes
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * next(model.parameters()).element_size()
+    mean_prompt = sum(reqs_tokens) / len(reqs_tokens)
+    step_bytes = weight_bytes + batch * (mean_prompt + new / 2) * kv_per_token
+    decode_tokens_per_s = batch / (step_bytes / bandwidth)
+    matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n) - model.get_output_embeddings().weight.numel()
+    prefill_s_per_prompt = 2 * matmul_params * mean_prompt / flops
+    both = new / (prefill_s_per_prompt + new / decode_tokens_per_s)
+    return {"decode_floor_tok_s": decode_tokens_per_s, "decode_plus_prefill_floor_tok_s": both}
 
 
 def main() -> None:
@@ -72,31 +159,96 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--prompts", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--skip-fp32-check", action="store_true")
     args = parser.parse_args()
-    n = args.prompts or (512 if args.gpu else 48)
-    batch = args.batch or (192 if args.gpu else 16)
-    reqs = requests(n, 24, 36) if args.gpu else requests(n, 4, 9)
-    settings = GenerationSettings(max_new_tokens=160 if args.gpu else 32)
+    from transformers import AutoTokenizer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        build_model(Path(tmp), args.gpu)
-        llm = TransformersLLM(Path(tmp), batch_size=batch)
-        if llm.device == "cpu":
-            torch.manual_seed(0)
-        plain_generate(llm, reqs[:batch], settings, batch)  # warm-up
-        base_s, base_tokens, base_texts = plain_generate(llm, reqs, settings, batch)
-        started = time.perf_counter()
-        ours = llm.generate(reqs, settings)
-        ours_s = time.perf_counter() - started
-    ours_tokens = sum(c.new_tokens for c in ours)
-    sample = range(0, n, max(1, n // 8))
-    matches = sum(ours[i].text == base_texts[i] for i in sample)
-    print(f"machine: {platform.machine()}, device {llm.device}, torch {torch.__version__}")
-    print(f"prompts: {n}, batch {batch}, new tokens {settings.max_new_tokens}, model {'Llama-3-8B shape' if args.gpu else 'small Llama'} (random)")
-    print(f"plain HF generate : {base_tokens / base_s:9.1f} output tokens/s ({base_s:.1f} s)")
-    print(f"ours (sorted)     : {ours_tokens / ours_s:9.1f} output tokens/s ({ours_s:.1f} s)")
-    print(f"ratio ours / plain: {(ours_tokens / ours_s) / (base_tokens / base_s):.2f}")
-    print(f"greedy outputs identical on {matches}/{len(sample)} sampled prompts")
+    if args.tokenizer is None:
+        from merr_builder.assets import smollm2_dir
+
+        args.tokenizer = smollm2_dir()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    n = args.prompts or (512 if args.gpu else 48)
+    batch = args.batch or (256 if args.gpu else 16)
+    low, high = (440, 640) if args.gpu else (110, 190)
+    settings = GenerationSettings(max_new_tokens=160 if args.gpu else 32)
+    reqs = requests(n, low, high, tokenizer)
+    bandwidth, flops = measured_ceilings(device)
+    model = build_model(tokenizer, args.gpu, device, dtype)
+    ours = TransformersLLM.from_model(model, tokenizer, batch_size=batch)
+    eager = TransformersLLM.from_model(model, tokenizer, batch_size=batch, cuda_graph=False)
+    plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
+    prompt_tokens = [len(tokenizer(ours._prompt(r), add_special_tokens=False).input_ids) for r in reqs]
+    results: dict[str, dict] = {}
+
+    warm = GenerationSettings(max_new_tokens=8)
+    plain_generate(plain, reqs[:8], warm, 8)
+    eager.generate(reqs[:8], warm)
+    runs = [("plain HF generate", lambda: plain_generate(plain, reqs, settings, batch)), ("ours, eager steps", lambda: ours_generate(eager, reqs, settings))]
+    if device == "cuda":
+        runs.append(("ours (CUDA graph)", lambda: ours_generate(ours, reqs, settings)))
+    outputs = {}
+    for name, run in runs:
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            seconds, produced, tokens = run()
+        except Exception as error:  # a variant that fails is reported; the others still run
+            print(f"{name}: FAILED: {type(error).__name__}: {error}")
+            results[name] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        finally:
+            for llm in (ours, eager):
+                llm._decoder = None  # free its cache before the next variant
+            if device == "cuda":
+                torch.cuda.empty_cache()
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+        results[name] = {"seconds": seconds, "output_tokens": produced, "tok_s": produced / seconds, "peak_gib": peak}
+        outputs[name] = tokens
+        print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB)", flush=True)
+
+    base = results["plain HF generate"]["tok_s"]
+    sample = list(range(0, n, max(1, n // 8)))[:8]
+    plain_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in outputs["plain HF generate"]]
+    checks = {}
+    for name in outputs:
+        if name != "plain HF generate":
+            ours_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in outputs[name]]
+            checks[name] = sum(ours_texts[i] == plain_texts[i] for i in sample)
+    exact = None
+    if not args.skip_fp32_check:  # float32: the check of the algorithm, free of bf16 rounding ties
+        ours._decoder = eager._decoder = None
+        model.float()
+        few = [reqs[i] for i in sample]
+        short = GenerationSettings(max_new_tokens=32)
+        _, _, ref = plain_generate(plain, few, short, len(few))
+        ref_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in ref]
+        exact = sum(a.text == b for a, b in zip(ours.generate(few, short), ref_texts))
+
+    ceiling = floors(model.to(dtype), prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops) if device == "cuda" else {}
+    gpu_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
+    print()
+    print(f"machine: {gpu_name}, torch {torch.__version__}, transformers {__import__('transformers').__version__}")
+    print(f"prompts: {n} ({min(prompt_tokens)}-{max(prompt_tokens)} tokens, mean {sum(prompt_tokens) / n:.0f}), batch {batch}, "
+          f"new tokens {settings.max_new_tokens}, model {'Llama-3-8B shape' if args.gpu else 'small Llama'} (random), {dtype}")  # fmt: skip
+    if device == "cuda":
+        print(f"measured ceilings: copy {bandwidth / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
+        print(f"floors: decode alone {ceiling['decode_floor_tok_s']:,.0f} tok/s; decode + prefill {ceiling['decode_plus_prefill_floor_tok_s']:,.0f} tok/s")
+    for name, row in results.items():
+        if "tok_s" in row:
+            share = f", {row['tok_s'] / ceiling['decode_plus_prefill_floor_tok_s']:.0%} of the decode+prefill floor" if ceiling else ""
+            print(f"{name:20s}: {row['tok_s']:9.1f} tok/s, ratio to plain {row['tok_s'] / base:.2f}{share}")
+    for name, matched in checks.items():
+        print(f"greedy outputs identical to plain generate ({dtype}), {name}: {matched}/{len(sample)} sampled prompts")
+    if exact is not None:
+        print(f"greedy outputs identical to plain generate in float32 (32 new tokens): {exact}/{len(sample)}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks,
+                                         "identical_fp32": exact, "sample": len(sample), "prompts": n, "batch": batch}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

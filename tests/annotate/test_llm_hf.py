@@ -57,3 +57,36 @@ def test_batched_generation_matches_one_at_a_time_in_the_callers_order(tiny_llam
 def test_the_model_is_identified_by_its_weights_hash(tiny_llama):
     model_id = TransformersLLM(tiny_llama).model_id()
     assert model_id["file"].endswith(".safetensors") and len(model_id["sha256"]) == 64
+
+
+def _varied_requests() -> list[ChatRequest]:
+    clue = "The person's eyes widened and mouth open, speaking fast. "
+    return [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=clue * n, label="angry")) for n in (3, 1, 6, 2, 4)]
+
+
+def test_static_decoding_gives_plain_generates_greedy_tokens(tiny_llama):
+    # Five prompts of different lengths in batches of 2 (the last one filled up), 40 new tokens (past the
+    # decoder's every-16-steps check): each completion equals plain `generate` on that prompt alone.
+    settings = GenerationSettings(max_new_tokens=40)
+    fast = TransformersLLM(tiny_llama, batch_size=2)
+    plain = TransformersLLM(tiny_llama, batch_size=1, static_decode=False)
+    assert fast.static_decode and not plain.static_decode
+    reference = [plain.generate([r], settings)[0] for r in _varied_requests()]
+    assert fast.generate(_varied_requests(), settings) == reference
+    # The decoder (and its cache) is reused by the next call; nothing of the last batch leaks into it.
+    assert fast.generate(_varied_requests()[::-1], settings) == reference[::-1]
+
+
+def test_static_decoding_stops_each_row_at_its_own_end_of_sequence(tiny_llama):
+    settings = GenerationSettings(max_new_tokens=20)
+    plain = TransformersLLM(tiny_llama, batch_size=1, static_decode=False)
+    first = plain.tokenizer(plain._prompt(_varied_requests()[0]), add_special_tokens=False, return_tensors="pt")
+    generated = plain.model.generate(**first, max_new_tokens=6, do_sample=False, pad_token_id=plain.tokenizer.pad_token_id)
+    stop_token = int(generated[0, -2])  # the 5th new token of the first prompt becomes an extra end-of-sequence token
+    fast = TransformersLLM(tiny_llama, batch_size=4)
+    for llm in (plain, fast):
+        llm.model.generation_config.eos_token_id = [llm.tokenizer.eos_token_id, stop_token]
+    reference = [plain.generate([r], settings)[0] for r in _varied_requests()]
+    ours = fast.generate(_varied_requests(), settings)
+    assert ours == reference
+    assert ours[0].finish_reason == "stop" and ours[0].new_tokens <= 4

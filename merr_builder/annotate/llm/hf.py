@@ -1,7 +1,9 @@
 """In-process transformers backend: any local Hugging Face causal LM folder, batched.
 
-Prompts are rendered with the tokenizer's own chat template, sorted by length so each batch pads little,
-left-padded, and decoded greedily by default; completions come back in the caller's order.
+Prompts are rendered with the tokenizer's own chat template and sorted by length so each batch pads
+little; completions come back in the caller's order. Greedy decoding (the default) runs on
+`GreedyStaticDecoder` (preallocated KV cache, flash prefill, CUDA-graph decode steps on a GPU); sampling
+and models with sliding-window layers use plain `generate`, left-padded.
 """
 
 from __future__ import annotations
@@ -11,23 +13,43 @@ from pathlib import Path
 import torch
 
 from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings
+from merr_builder.annotate.llm.static_decode import GreedyStaticDecoder
 
 
 class TransformersLLM:
     name = "transformers"
 
-    def __init__(self, model_dir: Path, batch_size: int = 16, device: str | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model_dir: Path, batch_size: int = 16, device: str | None = None, dtype: torch.dtype | None = None,
+                 static_decode: bool = True, cuda_graph: bool = True) -> None:  # fmt: skip
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype).to(device)
+        self._setup(AutoTokenizer.from_pretrained(self.model_dir), model, batch_size, static_decode, cuda_graph)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, batch_size: int = 16, static_decode: bool = True, cuda_graph: bool = True,
+                   model_dir: Path | None = None) -> TransformersLLM:  # fmt: skip
+        """A backend over a model already in memory (the benchmark builds an 8B-shaped one on the GPU)."""
+        llm = cls.__new__(cls)
+        llm.model_dir = Path(model_dir or getattr(model, "name_or_path", "") or "model")
+        llm._setup(tokenizer, model, batch_size, static_decode, cuda_graph)
+        return llm
+
+    def _setup(self, tokenizer, model, batch_size: int, static_decode: bool, cuda_graph: bool) -> None:
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"  # plain generate continues from the right end of every row
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype).to(self.device).eval()
+        self.model = model.eval()
+        self.device = str(next(model.parameters()).device)
         self.batch_size = batch_size
+        layer_types = set(getattr(model.config, "layer_types", None) or ["full_attention"])
+        self.static_decode = static_decode and layer_types == {"full_attention"}
+        self.cuda_graph = cuda_graph
+        self._decoder: GreedyStaticDecoder | None = None
 
     def model_id(self) -> dict[str, str]:
         from merr_builder.assets import sha256_file
@@ -39,13 +61,46 @@ class TransformersLLM:
     def _prompt(self, request: ChatRequest) -> str:
         return self.tokenizer.apply_chat_template(request.messages(), tokenize=False, add_generation_prompt=True)
 
+    def eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+        return ids | {self.tokenizer.eos_token_id}
+
     @torch.inference_mode()
     def generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+        if not requests:
+            return []
+        if self.static_decode and settings.temperature == 0:
+            return self._generate_static(requests, settings)
+        return self._generate_plain(requests, settings)
+
+    def _generate_static(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+        ids = [self.tokenizer(self._prompt(r), add_special_tokens=False).input_ids for r in requests]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batch = min(self.batch_size, len(ids))
+        max_len = max(len(i) for i in ids) + settings.max_new_tokens
+        max_len = -(-max_len // 64) * 64  # a few sizes only, so a decoder (and its CUDA graph) is reused
+        decoder = self._decoder
+        if decoder is None or decoder.batch != batch or decoder.max_len < max_len:
+            self._decoder = None  # free the old cache before allocating the new one
+            decoder = self._decoder = GreedyStaticDecoder(self.model, batch, max_len, self.eos_ids(), self.tokenizer.pad_token_id,
+                                                          cuda_graph=self.cuda_graph)  # fmt: skip
+        results: list[Completion | None] = [None] * len(ids)
+        for start in range(0, len(order), batch):
+            chunk = order[start : start + batch]
+            decoded = decoder.decode([ids[i] for i in chunk], settings.max_new_tokens)
+            for index, tokens, stopped in zip(chunk, decoded.tokens, decoded.stopped):
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                finish = "stop" if stopped or len(tokens) < settings.max_new_tokens else "length"
+                results[index] = Completion(text, finish, len(tokens))
+        return results  # type: ignore[return-value]
+
+    def _generate_plain(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
         prompts = [self._prompt(r) for r in requests]
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         results: list[Completion | None] = [None] * len(prompts)
-        eos = self.tokenizer.eos_token_id
+        eos = self.eos_ids()
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             encoded = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
@@ -64,9 +119,10 @@ class TransformersLLM:
             new = output[:, encoded.input_ids.shape[1] :]
             for row, index in enumerate(batch):
                 tokens = new[row].tolist()
-                stopped = eos in tokens
+                cut = next((i for i, t in enumerate(tokens) if t in eos), None)
+                stopped = cut is not None
                 if stopped:
-                    tokens = tokens[: tokens.index(eos)]
+                    tokens = tokens[:cut]
                 while tokens and tokens[-1] == self.tokenizer.pad_token_id and not stopped:
                     tokens.pop()
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
