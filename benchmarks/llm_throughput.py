@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--skip-fp32-check", action="store_true")
+    parser.add_argument("--extra-batch", type=int, default=None, help="also run ours at this batch size (on GPUs: 384)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -191,25 +192,37 @@ def main() -> None:
     runs = [("plain HF generate", lambda: plain_generate(plain, reqs, settings, batch)), ("ours, eager steps", lambda: ours_generate(eager, reqs, settings))]
     if device == "cuda":
         runs.append(("ours (CUDA graph)", lambda: ours_generate(ours, reqs, settings)))
+    backends = {"ours, eager steps": eager, "ours (CUDA graph)": ours}
+    extra = args.extra_batch or (384 if args.gpu else None)
+    if extra:  # ours alone at a larger batch, over 2 full batches of the same prompts (no baseline at this size)
+        name = f"ours, batch {extra}"
+        backends[name] = TransformersLLM.from_model(model, tokenizer, batch_size=extra)
+        runs.append((name, lambda: ours_generate(backends[name], (reqs * 2)[: 2 * extra], settings)))
     outputs = {}
     for name, run in runs:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        row = results[name] = {}
         try:
             seconds, produced, tokens = run()
         except Exception as error:  # a variant that fails is reported; the others still run
             print(f"{name}: FAILED: {type(error).__name__}: {error}")
-            results[name] = {"error": f"{type(error).__name__}: {error}"}
+            row["error"] = f"{type(error).__name__}: {error}"
             continue
         finally:
-            for llm in (ours, eager):
+            if name in backends and backends[name]._decoder is not None:
+                row["device_seconds"] = dict(backends[name]._decoder.seconds)
+            for llm in backends.values():
                 llm._decoder = None  # free its cache before the next variant
             if device == "cuda":
                 torch.cuda.empty_cache()
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-        results[name] = {"seconds": seconds, "output_tokens": produced, "tok_s": produced / seconds, "peak_gib": peak}
-        outputs[name] = tokens
-        print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB)", flush=True)
+        row.update({"seconds": seconds, "output_tokens": produced, "tok_s": produced / seconds, "peak_gib": peak})
+        if not name.startswith("ours, batch"):  # the same prompts as the baseline: outputs are compared
+            outputs[name] = tokens
+        parts = row.get("device_seconds")
+        where = f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s" if parts else ""
+        print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB{where})", flush=True)
 
     base = results["plain HF generate"]["tok_s"]
     sample = list(range(0, n, max(1, n // 8)))[:8]
