@@ -3,7 +3,7 @@
     python benchmarks/llm_decode_profile.py --tokenizer DIR     # needs a GPU; the 8B shape of llm_throughput.py
 
 One batch of MERR-shaped prompts (as `llm_throughput.py --gpu` makes them) through `GreedyStaticDecoder`
-in several settings (boolean or additive mask, CUDA graph or eager steps, prefill rows per forward);
+in several settings (CUDA graph or eager steps, prefill rows per forward);
 each is run twice and the second run's device time is reported, split into prefill and decode (ms per
 step). Then the decode attention alone for each mask kind and SDPA backend, and a profiler table of one
 prefill chunk and eight eager decode steps. A diagnostic to read beside `llm_throughput.py`, which is
@@ -64,10 +64,9 @@ def main() -> None:
     new, max_len = 160, -(-(max(map(len, ids)) + 160) // 64) * 64
     print(f"batch {args.batch}, prompts {min(map(len, ids))}-{max(map(len, ids))} tokens, cache {max_len} slots")
     settings = {
-        "bool mask, graph": {},
-        "additive mask, graph": {"additive_mask": True},
-        "bool mask, eager": {"cuda_graph": False},
-        "bool mask, graph, prefill 128 rows": {"prefill_rows": 128},
+        "graph": {},
+        "eager": {"cuda_graph": False},
+        "graph, prefill 128 rows": {"prefill_rows": 128},
     }
     for name, options in settings.items():
         decoder = GreedyStaticDecoder(model, args.batch, max_len, llm.eos_ids(), tokenizer.pad_token_id, **options)
