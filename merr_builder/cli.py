@@ -119,8 +119,10 @@ def build(
 def annotate(
     from_: Annotated[Path, typer.Option("--from", help="a finished build folder (its stage outputs are reused)")],
     llm: Annotated[
-        str | None, typer.Option(help="smollm2 | none | PATH of a local Hugging Face causal LM folder")
+        str | None,
+        typer.Option(help="smollm2 | none | PATH of a local Hugging Face causal LM folder | URL of an OpenAI-compatible server"),
     ] = None,
+    llm_model: Annotated[str | None, typer.Option(help="the model name, when --llm is a server URL")] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="override an annotate setting: annotate.field=value")
     ] = None,
@@ -131,6 +133,8 @@ def annotate(
     choice = []
     if llm in ("smollm2", "none"):
         choice = [f"annotate.fine_backend={llm}"]
+    elif llm is not None and llm.startswith(("http://", "https://")):
+        choice = ["annotate.fine_backend=openai", f"annotate.server_url={llm}"] + ([f"annotate.server_model={llm_model}"] if llm_model else [])
     elif llm is not None:
         choice = ["annotate.fine_backend=transformers", f"annotate.model_dir={llm}"]
     try:

@@ -126,10 +126,16 @@ class SpeechConfig(_Section):
 class AnnotateConfig(_Section):
     """Coarse and fine-grained annotations."""
 
-    fine_backend: Literal["smollm2", "transformers", "none"] = Field(
-        "smollm2", description="smollm2: the pinned offline model; transformers: model_dir; none: skip"
+    fine_backend: Literal["smollm2", "transformers", "openai", "none"] = Field(
+        "smollm2",
+        description="smollm2: the pinned offline model; transformers: model_dir; openai: server_url + server_model; none: skip",
     )
     model_dir: Path | None = Field(None, description="a local Hugging Face causal LM folder (transformers)")
+    server_url: str | None = Field(None, description="an OpenAI-compatible server's base URL, e.g. http://host:8000/v1 (openai)")
+    server_model: str | None = Field(None, description="the model name the server knows (openai)")
+    concurrency: int = Field(16, ge=1, description="requests in flight at once (openai)")
+    timeout_s: float = Field(120.0, gt=0, description="per request (openai)")
+    max_retries: int = Field(4, ge=0, description="retries with exponential backoff on connection errors, 429 and 5xx (openai)")
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int = Field(160, ge=8, le=4096)
     temperature: float = Field(0.0, ge=0, le=2, description="0: greedy")
@@ -140,6 +146,8 @@ class AnnotateConfig(_Section):
     def _model_given(self) -> "AnnotateConfig":
         if self.fine_backend == "transformers" and self.model_dir is None:
             raise ValueError("fine_backend transformers needs model_dir (a local model folder)")
+        if self.fine_backend == "openai" and not (self.server_url and self.server_model):
+            raise ValueError("fine_backend openai needs server_url and server_model")
         return self
 
 

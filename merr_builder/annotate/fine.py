@@ -21,6 +21,11 @@ from merr_builder.config import AnnotateConfig
 def make_llm(config: AnnotateConfig) -> LLMBackend | None:
     if config.fine_backend == "none":
         return None
+    if config.fine_backend == "openai":
+        from merr_builder.annotate.llm.openai_server import OpenAIServerLLM
+
+        return OpenAIServerLLM(config.server_url, config.server_model, concurrency=config.concurrency,  # type: ignore[arg-type]
+                               timeout_s=config.timeout_s, max_retries=config.max_retries)  # fmt: skip
     from merr_builder.annotate.llm.hf import TransformersLLM
 
     if config.fine_backend == "smollm2":

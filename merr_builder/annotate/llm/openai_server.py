@@ -1,0 +1,65 @@
+"""OpenAI-compatible server backend: vLLM, SGLang, `transformers serve`, or any server speaking
+`/v1/chat/completions`, through the official `openai` client.
+
+Requests run concurrently up to `concurrency` at a time (the server batches them); each has a timeout,
+and the client retries connection errors, 408/409/429 and 5xx answers with exponential backoff
+(`max_retries`). Answers come back in the caller's order. A request that still fails raises
+`LLMServerError` naming the server and the cause; the fine step records nothing for the batch.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings
+
+
+class LLMServerError(RuntimeError):
+    """The server could not be reached or did not answer usefully."""
+
+
+class OpenAIServerLLM:
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, concurrency: int = 16,
+                 timeout_s: float = 120.0, max_retries: int = 4) -> None:  # fmt: skip
+        from openai import OpenAI
+
+        self.base_url, self.model, self.concurrency = base_url.rstrip("/"), model, concurrency
+        # Local servers ignore the key; the client insists on one.
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+        self.client = OpenAI(base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=max_retries)
+
+    def model_id(self) -> dict[str, str]:
+        # The weights live on the server: name and address are what this side can vouch for.
+        return {"name": self.model, "file": self.base_url, "sha256": ""}
+
+    def generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+        if not requests:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(lambda request: self._one(request, settings), requests))
+
+    def _one(self, request: ChatRequest, settings: GenerationSettings) -> Completion:
+        import openai
+
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=request.messages(),  # type: ignore[arg-type]
+                max_tokens=settings.max_new_tokens,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                seed=settings.seed,
+            )
+        except openai.APIConnectionError as error:
+            raise LLMServerError(f"LLM server {self.base_url}: cannot connect ({error})") from error
+        except openai.APIStatusError as error:
+            raise LLMServerError(f"LLM server {self.base_url}: HTTP {error.status_code}: {error.message}") from error
+        if not response.choices:
+            raise LLMServerError(f"LLM server {self.base_url}: an answer with no choices")
+        choice = response.choices[0]
+        text = (choice.message.content or "").strip()
+        new_tokens = response.usage.completion_tokens if response.usage else len(text.split())
+        return Completion(text, "length" if choice.finish_reason == "length" else "stop", new_tokens)
