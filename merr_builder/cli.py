@@ -146,6 +146,62 @@ def annotate(
     console.print(f"annotations regenerated: {summary.rows} rows in {from_ / 'shards'}")
 
 
+export_app = typer.Typer(help="Write a finished build in another trainer's layout.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("emotion-llama")
+def export_emotion_llama_command(
+    out: Annotated[Path, typer.Argument(help="a finished build folder")],
+    to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
+) -> None:
+    """The files the original Emotion-LLaMA trainer reads: MERR_*_grained.txt/.json, transcripts, videos, features."""
+    from merr_builder.export.build import ExportError
+    from merr_builder.export.emotion_llama import export_emotion_llama
+
+    try:
+        result = export_emotion_llama(out, to)
+    except ExportError as exc:
+        console.print(f"[red]export error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"wrote {result.folder}: {result.coarse} coarse and {result.fine} fine clips ({result.unlabelled} without a label left out)")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+@export_app.command("sharegpt")
+def export_sharegpt_command(
+    out: Annotated[Path, typer.Argument(help="a finished build folder")],
+    to: Annotated[Path, typer.Option(help="the JSON file to write; media go beside it, dataset_info.json too")],
+    tasks: Annotated[str, typer.Option(help="comma-separated: emotion, reason, reason_v2")] = "emotion,reason,reason_v2",
+    name: Annotated[str, typer.Option(help="the dataset's name in dataset_info.json")] = "merr",
+    seed: Annotated[int, typer.Option(help="seed of the instruction choice")] = 0,
+) -> None:
+    """Conversation samples for LLaMA-Factory (ShareGPT format with images, videos and audios)."""
+    from merr_builder.export.build import ExportError
+    from merr_builder.export.sharegpt import export_sharegpt
+
+    try:
+        result = export_sharegpt(out, to, tuple(t.strip() for t in tasks.split(",") if t.strip()), seed, name)
+    except ExportError as exc:
+        console.print(f"[red]export error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    per_task = ", ".join(f"{task} {n}" for task, n in result.by_task.items())
+    console.print(f"wrote {result.file}: {result.samples} samples from {result.clips} clips ({per_task}); registered as '{name}'")
+
+
+@app.command()
+def card(out: Annotated[Path, typer.Argument(help="a finished build folder")]) -> None:
+    """Write the data card (DATA_CARD.md, plots) and the sample gallery (gallery.html) of a build again."""
+    from merr_builder.card import write_card
+
+    if not (out / "manifest.json").exists():
+        console.print(f"[red]error:[/red] {out} is not a finished build (no manifest.json)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    card_path, gallery_path = write_card(out)
+    console.print(f"wrote {card_path} and {gallery_path}")
+
+
 def main() -> None:
     app()
 

@@ -152,6 +152,9 @@ def finish_build(
         "partitions": [[asdict(run) for run in runs] for runs in partition_runs],
     }
     write_bytes_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+    from merr_builder.card import write_card  # (it reads the manifest just written)
+
+    write_card(out_dir)
     return BuildSummary(
         out_dir=str(out_dir),
         clips_found=n_found,

@@ -56,3 +56,22 @@ def prefect_server():
     yield _SERVER
     _SERVER.stop()
     shutil.rmtree(_SERVER.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory: pytest.TempPathFactory, mer2023_sample: Path, clips: make_clips.Fixtures, shared_data: Path) -> Path:
+    """A finished build with the offline LLM, in the MER2023 layout: the four MER2023 clips (their English
+    transcript CSV), a generated Mandarin speech clip, a real face clip without speech and one broken
+    file; shared by the export and data-card tests, which only read it."""
+    from merr_builder.config import load_config
+    from flows.build import run_build
+
+    root = tmp_path_factory.mktemp("sample-build")
+    video = root / "input" / "video"
+    video.mkdir(parents=True)
+    for clip in [*sorted((mer2023_sample / "video").glob("*.mp4")), clips.speech["speech_zh_sad"],
+                 shared_data / "WolfgangLanger_Pexels.mp4", clips.text_as_mp4]:  # fmt: skip
+        os.symlink(clip, video / clip.name)
+    shutil.copy(mer2023_sample / "transcription_en_all.csv", root / "input")
+    run_build(root / "input", root / "out", load_config(None, []))
+    return root / "out"

@@ -1,0 +1,246 @@
+"""The data card (`OUT/DATA_CARD.md`, plots in `OUT/card/`) and the sample gallery (`OUT/gallery.html`).
+
+Both are made from what the build wrote — shards, quarantine table, manifest — by every build, by
+`merr annotate`, and again by `merr card OUT`. Templates live in `data_cards/` (Jinja2). Every number
+in the card is counted from the shards here, never carried over from the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from merr_builder.atomic import write_bytes_atomic
+from merr_builder.faces.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
+from merr_builder.labels import MERR_LABELS
+from merr_builder.manifest import MANIFEST, QUARANTINE
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "data_cards"
+CARD, GALLERY, PLOTS = "DATA_CARD.md", "gallery.html", "card"
+PER_LABEL = 6  # clips shown per label in the gallery
+STAGE_ORDER = ("ingest", "media", "faces", "speech")
+CARD_COLUMNS = ["clip_id", "label", "label_source", "n_faces", "coarse_caption", "fine_caption", "fine_status",
+                "duration_s", "aus_peak", "transcript_language", "split"]  # fmt: skip
+GALLERY_COLUMNS = CARD_COLUMNS + ["peak_frame_jpeg", "peak_face_jpeg", "transcript", "audio_tone_description"]
+DEPARTURES = (
+    "Facial action units come from MediaPipe FaceLandmarker's 52 blendshapes mapped onto FACS AUs (one documented "
+    "table, `merr_builder/faces/facs.py`) unless the build imported OpenFace CSVs; the authors used OpenFace.",
+    "Faces in wide shots are found with MediaPipe's full-range detector, tracked, and the main person chosen by presence, "
+    "size and mouth movement during speech; the original took one face per clip.",
+    "The visual objective description is a factual sentence built from what the build measured (people, face size and "
+    "position, head pose); the authors asked MiniGPT-v2 about the peak frame.",
+    "The audio tone description comes from eGeMAPS functionals, speech rate and pauses, phrased relative to this build's "
+    "own statistics; the authors used Qwen-Audio.",
+    "Transcripts come from a sidecar when given (MER2023's `transcription_en_all.csv`), else from Whisper base "
+    "(faster-whisper); MERR's subtitles are English translations, so check `transcript_language`.",
+    "The fine-grained reasoning is written by the configured LLM backend (see Models); the paper used LLaMA-3-8B-Instruct.",
+    "The peak frame is kept for the global visual encoder (and exported as `peak_frames/`); the released trainer reads the "
+    "clip's first frame instead.",
+    "Labels that the AU evidence contradicts are kept in the coarse set but not sent to the fine step (`fine_status` says "
+    "so); neutral clips are topped up in the fine set, as the paper did.",
+)
+
+
+def write_card(out_dir: Path) -> tuple[Path, Path]:
+    """Write DATA_CARD.md (+ plots) and gallery.html for the build in `out_dir`; returns their paths."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    rows = _read_rows(out_dir, CARD_COLUMNS)
+    quarantine = pq.read_table(out_dir / QUARANTINE).to_pylist() if (out_dir / QUARANTINE).exists() else []
+    (out_dir / PLOTS).mkdir(exist_ok=True)
+    _plot_labels(rows, out_dir / PLOTS / "labels.png")
+    _plot_durations(rows, out_dir / PLOTS / "durations.png")
+    card = _environment().get_template("DATA_CARD.md.j2").render(**card_facts(manifest, rows, quarantine))
+    write_bytes_atomic(out_dir / CARD, card.encode())
+    write_bytes_atomic(out_dir / GALLERY, render_gallery(out_dir, manifest, quarantine).encode())
+    return out_dir / CARD, out_dir / GALLERY
+
+
+def _read_rows(out_dir: Path, columns: list[str]) -> list[dict]:
+    shards = out_dir / "shards"
+    if not any(shards.glob("*.parquet")):
+        return []
+    return sorted(pq.read_table(shards, columns=columns).to_pylist(), key=lambda r: r["clip_id"])
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
+                       keep_trailing_newline=True)  # fmt: skip
+
+
+def label_counts(rows: list[dict]) -> list[tuple[str, int, int]]:
+    """(label, rows with a coarse caption, rows with a kept fine caption), in the paper's label order."""
+    coarse = Counter(r["label"] for r in rows if r["label"] and r["coarse_caption"])
+    fine = Counter(r["label"] for r in rows if r["label"] and r["fine_status"] == "kept")
+    return [(label, coarse[label], fine[label]) for label in MERR_LABELS if coarse[label] or fine[label]]
+
+
+def funnel(manifest: dict, rows: list[dict], quarantine: list[dict]) -> list[tuple[str, int]]:
+    lost = Counter(q["stage"] for q in quarantine)
+    found = manifest["input"]["clips_found"]
+    probed = found - lost["ingest"]
+    decoded = probed - lost["media"]
+    return [
+        ("clips found", found),
+        ("probed (ffprobe, fingerprint, sidecars)", probed),
+        ("decoded (audio and frames)", decoded),
+        ("through faces and speech (rows in the shards)", len(rows)),
+        ("with a face", sum(1 for r in rows if (r["n_faces"] or 0) > 0)),
+        ("labelled", sum(1 for r in rows if r["label"])),
+        ("coarse caption", sum(1 for r in rows if r["label"] and r["coarse_caption"])),
+        ("fine caption kept", sum(1 for r in rows if r["fine_status"] == "kept")),
+    ]
+
+
+def top_aus(rows: list[dict], k: int = 5) -> list[tuple[str, int, str]]:
+    out = []
+    for label in MERR_LABELS:
+        faces = [r["aus_peak"] for r in rows if r["label"] == label and r["aus_peak"]]
+        if not faces:
+            continue
+        present = Counter(au for aus in faces for au in AU_NAMES if (aus.get(au) or 0) >= AU_PRESENCE_THRESHOLD)
+        top = ", ".join(f"{au} ({n / len(faces):.0%})" for au, n in present.most_common(k)) or "none present"
+        out.append((label, len(faces), top))
+    return out
+
+
+def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict:
+    durations = sorted(r["duration_s"] for r in rows)
+    languages = sorted({r["transcript_language"] for r in rows if r["transcript_language"]})
+    n = len(rows)
+    stage_rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    by_stage = Counter((q["stage"], q["error_kind"]) for q in quarantine)
+    annotation = manifest.get("annotation") or {"coarse_template": "?", "fine": {"prompt": "?", "backend": "?"}, "settings": {}}
+    tools = {name: (version or "").split(" Copyright")[0] or None for name, version in manifest.get("tools", {}).items()}
+    packages = {**manifest.get("packages", {}), **tools}
+    return {
+        "pretty_name": f"MERR build of {Path(manifest['input']['path']).name}",
+        "manifest": manifest,
+        "languages": languages,
+        "size_category": "n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "n>100K",
+        "funnel": funnel(manifest, rows, quarantine),
+        "quarantine_by_stage": sorted(by_stage.items(), key=lambda item: (stage_rank.get(item[0][0], 99), item[0][1])),
+        "label_counts": label_counts(rows),
+        "label_sources": Counter(_source_kind(r["label_source"]) for r in rows if r["label"]).most_common(),
+        "duration_summary": (f"{n} clips, {durations[0]:.1f}–{durations[-1]:.1f} s, median {durations[n // 2]:.1f} s, "
+                             f"{sum(durations) / 60:.1f} min in all") if n else "no clips",  # fmt: skip
+        "au_threshold": AU_PRESENCE_THRESHOLD,
+        "top_aus": top_aus(rows),
+        "fine_statuses": Counter(_status_kind(r["fine_status"]) for r in rows).most_common(),
+        "models": sorted(manifest.get("models", {}).items()),
+        "annotation": annotation,
+        "annotation_settings": ", ".join(f"{k} {v}" for k, v in annotation.get("settings", {}).items()) or "—",
+        "packages": sorted(packages.items()),
+        "departures": DEPARTURES,
+    }
+
+
+def _source_kind(source: str | None) -> str:
+    """A label source without its file path, so sources count together (e.g. 'label file')."""
+    return (source or "none").split(" (")[0].split(":")[0]
+
+
+def _status_kind(status: str | None) -> str:
+    """A fine status without its clip-specific tail (near-duplicate of WHICH clip, etc.)."""
+    return (status or "none").split(" of ")[0].split(" (")[0]
+
+
+def _plot_labels(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = label_counts(rows)
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    labels = [c[0] for c in counts] or ["(none)"]
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], [c[1] for c in counts] or [0], width=0.4, label="coarse")
+    ax.bar([x + 0.2 for x in xs], [c[2] for c in counts] or [0], width=0.4, label="fine kept")
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("clips")
+    ax.set_title("Clips per label")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _plot_durations(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    ax.hist([r["duration_s"] for r in rows] or [0], bins=20, color="#4a7")
+    ax.set_xlabel("clip duration (s)")
+    ax.set_ylabel("clips")
+    ax.set_title("Clip durations")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _data_uri(jpeg: bytes | None) -> str | None:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode() if jpeg else None
+
+
+def _au_bars(aus: dict | None) -> list[dict]:
+    if not aus:
+        return []
+    return [
+        {"au": au, "value": value, "x": 4 + i * 22, "h": round(60 * min(value, 5.0) / 5.0, 1), "present": value >= AU_PRESENCE_THRESHOLD}
+        for i, au in enumerate(AU_NAMES)
+        if (value := aus.get(au)) is not None
+    ]
+
+
+def _sample_key(clip_id: str) -> str:
+    return hashlib.sha256(clip_id.encode()).hexdigest()
+
+
+def render_gallery(out_dir: Path, manifest: dict, quarantine: list[dict]) -> str:
+    """One self-contained page: images inline as data URIs, AU charts as inline SVG, no scripts fetched."""
+    light = _read_rows(out_dir, ["clip_id", "label"])
+    groups: dict[str, list[str]] = {}
+    for row in light:
+        groups.setdefault(row["label"] or "unlabelled", []).append(row["clip_id"])
+    chosen = {c for ids in groups.values() for c in sorted(ids, key=_sample_key)[:PER_LABEL]}
+    detail = {}
+    if chosen:
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(out_dir / "shards").to_table(columns=GALLERY_COLUMNS, filter=pc.field("clip_id").isin(sorted(chosen)))
+        for row in table.to_pylist():
+            row["frame_src"], row["face_src"] = _data_uri(row.pop("peak_frame_jpeg")), _data_uri(row.pop("peak_face_jpeg"))
+            row["au_bars"] = _au_bars(row["aus_peak"])
+            detail[row["clip_id"]] = row
+    order = [label for label in (*MERR_LABELS, "unlabelled") if label in groups]
+    return _environment().get_template("gallery.html.j2").render(
+        title=f"MERR build of {Path(manifest['input']['path']).name}",
+        rows=len(light),
+        quarantined=len(quarantine),
+        per_label=PER_LABEL,
+        created_at=manifest.get("created_at", ""),
+        groups=[(label, [detail[c] for c in sorted(groups[label], key=_sample_key)[:PER_LABEL]]) for label in order],
+        totals={label: len(ids) for label, ids in groups.items()},
+        quarantine=quarantine,
+    )

@@ -1,0 +1,76 @@
+"""Reading a finished build for an export: its rows (only the columns asked for) and its stored audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from merr_builder.labels import MERR_LABELS
+from merr_builder.manifest import MANIFEST
+from merr_builder.runner import PartitionRun
+from merr_builder.store import PartitionStore
+
+
+class ExportError(RuntimeError):
+    """The build cannot be exported as asked (nothing was written)."""
+
+
+def read_manifest(out_dir: Path) -> dict:
+    try:
+        return json.loads((Path(out_dir) / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{out_dir} is not a finished build ({MANIFEST}: {exc})") from exc
+
+
+def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:
+    """Rows that carry a label, in clip-id order, and how many rows had none.
+
+    A label outside the nine MERR labels refuses the export: the original trainer's label index would
+    fail on it (or, worse, train on a label the paper does not have)."""
+    read_manifest(out_dir)
+    wanted = list(dict.fromkeys(["clip_id", "label", *columns]))
+    rows = sorted(pq.read_table(Path(out_dir) / "shards", columns=wanted).to_pylist(), key=lambda r: r["clip_id"])
+    unknown = [f"{r['clip_id']} ({r['label']!r})" for r in rows if r["label"] is not None and r["label"] not in MERR_LABELS]
+    if unknown:
+        raise ExportError(
+            f"{len(unknown)} rows have a label outside the nine MERR labels ({', '.join(MERR_LABELS)}): "
+            f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}; fix the label file and run merr annotate"
+        )
+    labelled = [r for r in rows if r["label"] is not None]
+    return labelled, len(rows) - len(labelled)
+
+
+def stored_audio(out_dir: Path, clip_ids: set[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(clip_id, 16 kHz mono float32 samples) from the media stage's stored outputs."""
+    store = PartitionStore(Path(out_dir))
+    for runs in read_manifest(out_dir).get("partitions", []):
+        for run in map(lambda r: PartitionRun(**r), runs):
+            if run.stage != "media" or not store.has(run.stage, run.index, run.key):
+                continue
+            for row in store.read_outputs(run.stage, run.index, run.key, {"clip_id", "audio_f32"}).to_pylist():
+                if row["clip_id"] in clip_ids and row["audio_f32"] is not None:
+                    yield row["clip_id"], np.frombuffer(row["audio_f32"], dtype="<f4")
+
+
+@contextmanager
+def fresh_folder(target: Path) -> Iterator[Path]:
+    """A temporary folder beside `target` that replaces it when the block succeeds (and vanishes if not),
+    so an export is either complete or absent."""
+    target = Path(target)
+    temp = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    temp.rename(target)

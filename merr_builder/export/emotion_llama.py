@@ -1,0 +1,129 @@
+"""`merr export emotion-llama`: the files the original Emotion-LLaMA trainer reads, in its layout.
+
+Layout (the repository's Overview: `MER2023/{video, HL-UTT, mae_340_UTT, maeV_399_UTT,
+transcription_en_all.csv, MERR_coarse_grained.{txt,json}, MERR_fine_grained.{txt,json}}`; facts §1.11):
+
+- `MERR_coarse_grained.txt` / `MERR_fine_grained.txt`: one line per clip, `name frames label`, space-
+  separated (the trainer reads column 1 and 3; "frames" is the clip's frame count, as in the original);
+  the original's 4th column (a predicted valence) is not made by this recipe and is left out.
+- `MERR_coarse_grained.json`: {name: {"caption": coarse caption, ...clues}}; `MERR_fine_grained.json`:
+  {name: {"smp_reason_caption": fine caption, ...}} for clips whose fine caption was kept.
+- `transcription_en_all.csv`: `name,sentence` for every exported clip (empty where nobody speaks).
+- `video/<name>.mp4`: links to the source clips (the trainer's global encoder reads a frame of it).
+- `peak_frames/<name>.jpg`: the emotional peak frame, which the paper's global encoder was meant to see
+  (the released code takes the first frame instead).
+- `mae_340_UTT/`, `maeV_399_UTT/`, `HL-UTT/<name>.npy`: 1-D float32 1024-d features, written only when
+  the build holds 1024-d columns for them (`merr encode`); otherwise left out and said so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from merr_builder.export.build import ExportError, fresh_folder, labelled_rows
+from merr_builder.faces.facs import AU_PRESENCE_THRESHOLD
+
+# Emotion-LLaMA feature folder → the shard column holding that encoder's 1024-d clip feature.
+FEATURE_FOLDERS = {"mae_340_UTT": "feat_face_1024", "maeV_399_UTT": "feat_video_1024", "HL-UTT": "feat_audio_1024"}
+FEATURE_DIM = 1024
+TEXT_COLUMNS = [
+    "source_path", "duration_s", "fps", "coarse_caption", "fine_caption", "fine_status", "transcript", "pseudo_label",
+    "visual_objective_description", "visual_expression_description", "audio_tone_description", "peak_frame_index", "aus_peak",
+]  # fmt: skip
+
+
+@dataclass
+class EmotionLlamaExport:
+    folder: Path
+    coarse: int
+    fine: int
+    unlabelled: int
+    without_peak_frame: list[str] = field(default_factory=list)
+    features: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_emotion_llama(out_dir: Path, to: Path) -> EmotionLlamaExport:
+    import pyarrow.parquet as pq
+
+    available = set(pq.read_schema(next((Path(out_dir) / "shards").glob("*.parquet"))).names) if (Path(out_dir) / "shards").is_dir() else set()
+    features = {folder: column for folder, column in FEATURE_FOLDERS.items() if column in available}
+    rows, unlabelled = labelled_rows(out_dir, TEXT_COLUMNS + ["peak_frame_jpeg"] + list(features.values()))
+    coarse = [r for r in rows if r["coarse_caption"]]
+    fine = [r for r in coarse if r["fine_status"] == "kept" and r["fine_caption"]]
+    for folder, column in features.items():
+        bad = [r["clip_id"] for r in coarse if r[column] is not None and len(r[column]) != FEATURE_DIM]
+        if bad:
+            raise ExportError(f"column {column} ({folder}) must hold {FEATURE_DIM} values; it does not for {', '.join(bad[:5])}")
+    result = EmotionLlamaExport(Path(to), len(coarse), len(fine), unlabelled)
+    with fresh_folder(Path(to)) as folder:
+        for name, chosen in (("coarse", coarse), ("fine", fine)):
+            lines = [f"{r['clip_id']} {_frame_count(r)} {r['label']}\n" for r in chosen]
+            (folder / f"MERR_{name}_grained.txt").write_text("".join(lines))
+        _write_json(folder / "MERR_coarse_grained.json", {r["clip_id"]: _coarse_record(r) for r in coarse})
+        _write_json(folder / "MERR_fine_grained.json", {r["clip_id"]: _fine_record(r) for r in fine})
+        with (folder / "transcription_en_all.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["name", "sentence"])
+            writer.writerows([r["clip_id"], r["transcript"] or ""] for r in coarse)
+        (folder / "video").mkdir()
+        (folder / "peak_frames").mkdir()
+        for r in coarse:
+            suffix = ".avi" if r["source_path"].lower().endswith(".avi") else ".mp4"  # the two the trainer tries
+            os.symlink(r["source_path"], folder / "video" / f"{r['clip_id']}{suffix}")
+            if r["peak_frame_jpeg"]:
+                (folder / "peak_frames" / f"{r['clip_id']}.jpg").write_bytes(r["peak_frame_jpeg"])
+            else:
+                result.without_peak_frame.append(r["clip_id"])
+        for feature_folder, column in features.items():
+            (folder / feature_folder).mkdir()
+            written = [r for r in coarse if r[column] is not None]
+            for r in written:
+                np.save(folder / feature_folder / f"{r['clip_id']}.npy", np.asarray(r[column], dtype=np.float32))
+            result.features[feature_folder] = len(written)
+    missing = sorted(set(FEATURE_FOLDERS) - set(features))
+    if missing:
+        result.notes.append(
+            f"no 1024-d encoder features in this build, so {', '.join(missing)} were not written; "
+            "run `merr encode` first for a layout the original trainer can load"
+        )
+    if result.without_peak_frame:
+        result.notes.append(f"{len(result.without_peak_frame)} clips have no face, hence no peak frame image")
+    return result
+
+
+def _frame_count(row: dict) -> int:
+    return max(1, round(row["duration_s"] * row["fps"]))
+
+
+def _present_aus(row: dict) -> list[str]:
+    aus = row["aus_peak"] or {}
+    return [au for au, value in aus.items() if value is not None and value >= AU_PRESENCE_THRESHOLD]
+
+
+def _coarse_record(row: dict) -> dict:
+    return {
+        "caption": row["coarse_caption"],
+        "label": row["label"],
+        "pseu_emotion": row["pseudo_label"],
+        "peak_index": row["peak_frame_index"],
+        "peak_AU_list": _present_aus(row),
+        "visual_prior_list": row["visual_expression_description"],
+        "visual_objective": row["visual_objective_description"],
+        "audio_prior_list": row["audio_tone_description"],
+        "text": row["transcript"] or "",
+    }
+
+
+def _fine_record(row: dict) -> dict:
+    return {"smp_reason_caption": row["fine_caption"], "caption": row["coarse_caption"], "label": row["label"], "text": row["transcript"] or ""}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

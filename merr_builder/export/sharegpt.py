@@ -1,0 +1,110 @@
+"""`merr export sharegpt`: instruction samples for LLaMA-Factory, in its ShareGPT multimodal format.
+
+Writes FILE (a JSON list), a media folder beside it (`<stem>_media/images/<clip>.jpg`: the peak frame;
+`<stem>_media/audios/<clip>.wav`: the build's 16 kHz mono audio) and registers the dataset in
+`dataset_info.json` beside FILE (merged with one already there), so `dataset_dir` = FILE's folder works
+as it is. Each sample:
+
+    {"conversations": [{"from": "human", "value": "<image><video><audio>The person in video says: …. [task] …"},
+                       {"from": "gpt", "value": target}],
+     "images": [peak frame], "videos": [source clip], "audios": [wav], "clip_id": …, "task": …}
+
+LLaMA-Factory's rule: as many `<image>` / `<video>` / `<audio>` tokens as paths in the matching list.
+Media paths are relative to FILE's folder; videos are the source clips' absolute paths. Tasks, pools and
+target normalisation are Emotion-LLaMA's (`merr_builder.tasks`); one sample per clip and task.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from merr_builder.atomic import write_bytes_atomic
+from merr_builder.export.build import ExportError, fresh_folder, labelled_rows, stored_audio
+from merr_builder.tasks import TASKS, instruction, target
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class ShareGPTExport:
+    file: Path
+    samples: int
+    by_task: dict[str, int]
+    clips: int
+    unlabelled: int
+
+
+def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASKS), seed: int = 0, name: str = "merr") -> ShareGPTExport:
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ExportError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    to = Path(to).absolute()
+    rows, unlabelled = labelled_rows(out_dir, ["source_path", "transcript", "coarse_caption", "fine_caption", "peak_frame_jpeg", "has_audio"])
+    rng = random.Random(seed)
+    media_name = f"{to.stem}_media"
+    samples: list[dict] = []
+    by_task = {t: 0 for t in tasks}
+    audio_clips: set[str] = set()
+    to.parent.mkdir(parents=True, exist_ok=True)
+    with fresh_folder(to.parent / media_name) as media:
+        (media / "images").mkdir()
+        (media / "audios").mkdir()
+        for row in rows:
+            # fine_caption is null unless the caption was kept, so reason_v2 goes only to checked captions
+            answers = {t: a for t in tasks if (a := target(t, row))}
+            if not answers:
+                continue
+            tokens, extra = "", {}
+            if row["peak_frame_jpeg"]:
+                (media / "images" / f"{row['clip_id']}.jpg").write_bytes(row["peak_frame_jpeg"])
+                tokens += "<image>"
+                extra["images"] = [f"{media_name}/images/{row['clip_id']}.jpg"]
+            tokens += "<video>"
+            extra["videos"] = [row["source_path"]]
+            if row["has_audio"]:
+                tokens += "<audio>"
+                extra["audios"] = [f"{media_name}/audios/{row['clip_id']}.wav"]
+                audio_clips.add(row["clip_id"])
+            for task, answer in answers.items():
+                human = tokens + instruction(task, row["transcript"], rng, with_slots=False)
+                conversation = [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
+                samples.append({"conversations": conversation, **extra, "clip_id": row["clip_id"], "task": task})
+                by_task[task] += 1
+        written = set()
+        for clip_id, samples_f32 in stored_audio(out_dir, audio_clips):
+            _write_wav(media / "audios" / f"{clip_id}.wav", samples_f32)
+            written.add(clip_id)
+        for sample in samples:  # a clip whose stored audio is gone keeps its video, loses the audio slot
+            if sample.get("audios") and sample["clip_id"] not in written:
+                del sample["audios"]
+                sample["conversations"][0]["value"] = sample["conversations"][0]["value"].replace("<audio>", "", 1)
+    write_bytes_atomic(to, (json.dumps(samples, ensure_ascii=False, indent=1) + "\n").encode())
+    _register(to, name)
+    return ShareGPTExport(to, len(samples), by_task, len({s["clip_id"] for s in samples}), unlabelled)
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+
+
+def _register(file: Path, name: str) -> None:
+    """Add (or replace) this dataset in `dataset_info.json` beside the file, as LLaMA-Factory reads it."""
+    info_path = file.parent / "dataset_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info[name] = {
+        "file_name": file.name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "images": "images", "videos": "videos", "audios": "audios"},
+    }
+    write_bytes_atomic(info_path, (json.dumps(info, indent=2) + "\n").encode())
