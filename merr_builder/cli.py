@@ -202,6 +202,66 @@ def card(out: Annotated[Path, typer.Argument(help="a finished build folder")]) -
     console.print(f"wrote {card_path} and {gallery_path}")
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="a training config (configs/train_stage1.yaml, configs/train_stage2.yaml)")],
+    resume: Annotated[bool, typer.Option(help="continue exactly from the run folder's latest checkpoint")] = False,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="override a training field: field=value")] = None,
+) -> None:
+    """Train Emotion-LLaMA on build shards (for several processes: torchrun -m merr_builder.trainer.train)."""
+    from merr_builder.trainer.config import load_train_config
+    from merr_builder.trainer.train import train as run_training
+
+    try:
+        settings = load_train_config(config, list(overrides or []))
+    except (ConfigError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    result = run_training(settings, resume=resume)
+    console.print(f"trained to step {result.steps}; checkpoint {result.checkpoint}; metrics in {settings.out_dir / 'metrics.jsonl'}")
+
+
+@app.command("eval")
+def evaluate_command(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint folder, or a run folder (its latest checkpoint)")],
+    data: Annotated[list[Path], typer.Option(help="build folder(s) to evaluate on")],
+    out: Annotated[Path, typer.Option(help="folder for metrics.json, predictions.jsonl, confusion.png")],
+    split: Annotated[str, typer.Option(help="train, val, test, or all")] = "test",
+    batch_size: int = 8,
+) -> None:
+    """MER2023 protocol: last word of the emotion answer → label (unknown → neutral); accuracy, weighted F1, UAR, WAR."""
+    from merr_builder.trainer.evaluate import evaluate
+
+    try:
+        result = evaluate(checkpoint, data, out, None if split == "all" else split, batch_size)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"{result['samples']} clips: accuracy {result['accuracy']:.4f}, weighted F1 {result['weighted_f1']:.4f}, "
+                  f"UAR {result['uar']:.4f}, WAR {result['war']:.4f}; written to {out}")  # fmt: skip
+
+
+@app.command()
+def infer(
+    clip: Annotated[Path, typer.Argument(help="a video clip")],
+    checkpoint: Annotated[Path, typer.Option(help="a checkpoint folder, or a run folder (its latest checkpoint)")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="a build setting for the clip, e.g. speech.language=zh")] = None,
+) -> None:
+    """Run the whole chain on one new clip (build it, then ask the model) and print the label and the reasoning."""
+    from merr_builder.trainer.evaluate import infer as run_inference
+
+    if not clip.is_file():
+        console.print(f"[red]error:[/red] {clip}: no such file")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        answer = run_inference(clip, checkpoint, list(overrides or []))
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    print(f"label: {answer['label']}")
+    print(f"reasoning: {answer['reasoning']}")
+
+
 def main() -> None:
     app()
 

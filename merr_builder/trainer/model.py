@@ -1,0 +1,141 @@
+"""Emotion-LLaMA: a causal LM with LoRA (peft) and one linear projector per feature stream.
+
+The prompt is `[INST] <video><VideoHere></video> <feature><FeatureHere></feature> The person in video
+says: {s}. [{task}] {instruction} [/INST]`. `sequence()` turns it into token ids with negative markers
+where feature tokens go (the video-slot streams at <VideoHere>, the others at <FeatureHere>), and
+`embed()` replaces the markers by the projected features. Training and generation both build their
+inputs through these two functions, so the feature tokens sit at the same positions in both (the
+original placed them differently in `generate()`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from merr_builder.tasks import FEATURE_SLOT, VIDEO_SLOT
+from merr_builder.trainer.data import Sample
+from merr_builder.trainer.features import STREAMS
+
+IGNORE = -100
+
+
+def prompt_text(instruction_text: str) -> str:
+    return f"[INST] {instruction_text} [/INST]"
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # (B, T) token ids; feature positions hold -1 - stream index
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None  # IGNORE outside the answer
+    features: dict[str, torch.Tensor]  # stream → (B, dim)
+
+    def to(self, device) -> Batch:
+        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
+        return Batch(move(self.ids), move(self.attention_mask), move(self.labels), {k: move(v) for k, v in self.features.items()})
+
+    def tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+class PromptBuilder:
+    """Token ids and batches; light enough to travel to data-loader workers (no model inside)."""
+
+    def __init__(self, tokenizer, streams: list[str], max_answer_tokens: int = 1024) -> None:
+        self.tokenizer, self.streams, self.max_answer_tokens = tokenizer, list(streams), max_answer_tokens
+        self.video_streams = [s for s in self.streams if STREAMS[s].slot == "video"]
+        self.feature_streams = [s for s in self.streams if STREAMS[s].slot == "feature"]
+
+    def __call__(self, samples: list[Sample]) -> Batch:
+        return self.collate(samples, train=True)
+
+    def sequence(self, instruction_text: str, answer: str | None) -> tuple[list[int], int]:
+        """Token ids of prompt (+ answer and end-of-sequence) with feature markers; and the prompt length."""
+        tok = self.tokenizer
+        text = prompt_text(instruction_text)
+        before, rest = text.split(VIDEO_SLOT, 1)
+        middle, after = rest.split(FEATURE_SLOT, 1)
+        marker = {s: -1 - i for i, s in enumerate(self.streams)}
+        ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        ids += tok(before, add_special_tokens=False).input_ids + [marker[s] for s in self.video_streams]
+        ids += tok(middle, add_special_tokens=False).input_ids + [marker[s] for s in self.feature_streams]
+        ids += tok(after, add_special_tokens=False).input_ids
+        prompt_length = len(ids)
+        if answer is not None:
+            ids += tok(" " + answer, add_special_tokens=False).input_ids[: self.max_answer_tokens] + [tok.eos_token_id]
+        return ids, prompt_length
+
+    def collate(self, samples: list[Sample], train: bool = True) -> Batch:
+        """Right-padded for training (labels on the answer only), left-padded for generation."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        seqs = [self.sequence(s.instruction, s.answer if train else None) for s in samples]
+        width = max(len(ids) for ids, _ in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long) if train else None
+        for row, (seq, prompt_length) in enumerate(seqs):
+            start = 0 if train else width - len(seq)
+            ids[row, start : start + len(seq)] = torch.tensor(seq)
+            mask[row, start : start + len(seq)] = 1
+            if labels is not None:
+                labels[row, prompt_length : len(seq)] = torch.tensor(seq[prompt_length:])
+        features = {s: torch.from_numpy(np.stack([x.features[s] for x in samples])) for s in self.streams}
+        return Batch(ids, mask, labels, features)
+
+
+class EmotionLlama(nn.Module):
+    def __init__(self, lm, tokenizer, streams: list[str], max_answer_tokens: int = 1024) -> None:
+        super().__init__()
+        self.lm, self.tokenizer, self.streams = lm, tokenizer, list(streams)
+        self.prompts = PromptBuilder(tokenizer, streams, max_answer_tokens)
+        hidden = lm.get_input_embeddings().weight.shape[1]
+        self.projectors = nn.ModuleDict({s: nn.Linear(STREAMS[s].dim, hidden) for s in self.streams})
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        embeddings = self.lm.get_input_embeddings()
+        out = embeddings(batch.ids.clamp(min=0))
+        for index, stream in enumerate(self.streams):
+            rows, cols = torch.nonzero(batch.ids == -1 - index, as_tuple=True)
+            projected = self.projectors[stream](batch.features[stream].to(out.dtype))
+            out = out.index_put((rows, cols), projected[rows].to(out.dtype))
+        return out
+
+    # -- use ------------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Mean cross-entropy over the answer tokens."""
+        return self.lm(inputs_embeds=self.embed(batch), attention_mask=batch.attention_mask, labels=batch.labels).loss
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        return self.lm(inputs_embeds=self.embed(batch), attention_mask=batch.attention_mask).logits
+
+    @torch.no_grad()
+    def generate(self, samples: list[Sample], max_new_tokens: int = 160) -> list[str]:
+        batch = self.prompts.collate(samples, train=False).to(next(self.parameters()).device)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        out = self.lm.generate(inputs_embeds=self.embed(batch), attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
+                               do_sample=False, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)  # fmt: skip
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().clone() for name, p in self.named_parameters() if p.requires_grad}
+
+
+def build_model(model_dir: Path, streams: list[str], lora_r: int = 64, lora_alpha: int = 16, lora_dropout: float = 0.05,
+                lora_targets: list[str] | tuple[str, ...] = ("q_proj", "v_proj"), dtype: torch.dtype = torch.float32,
+                gradient_checkpointing: bool = False, max_answer_tokens: int = 1024) -> EmotionLlama:  # fmt: skip
+    """A local causal LM folder, frozen, with LoRA on `lora_targets` and fresh projectors."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    if gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.enable_input_require_grads()
+    lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets), task_type="CAUSAL_LM")
+    return EmotionLlama(get_peft_model(lm, lora), tokenizer, streams, max_answer_tokens)

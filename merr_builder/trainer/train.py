@@ -1,0 +1,219 @@
+"""The training loop: one process, or many under `torchrun` (DDP: gloo on CPUs, NCCL on GPUs).
+
+    merr train --config configs/train_stage1.yaml [--resume] [--set field=value ...]
+    torchrun --nproc-per-node 8 -m merr_builder.trainer.train --config configs/train_stage1.yaml
+
+AdamW on the LoRA and projector weights (no weight decay on biases and 1-D weights), linear warm-up then
+cosine decay to `min_lr`, gradient accumulation, bf16 autocast on GPUs. Every `save_every` steps a
+checkpoint holds what `--resume` needs to continue exactly: weights, optimizer, scheduler, RNG states
+and how many batches were consumed. `metrics.jsonl` gets loss, learning rate and tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from merr_builder.trainer import checkpoint
+from merr_builder.trainer.config import TrainConfig, load_train_config
+from merr_builder.trainer.data import SampleStream, read_rows, valid_tasks
+from merr_builder.trainer.features import STREAMS, FeatureScaler
+from merr_builder.trainer.model import EmotionLlama, build_model
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # one per optimizer step, mean over ranks
+    checkpoint: Path | None = None
+    model: EmotionLlama | None = None
+
+
+def default_model_dir(config: TrainConfig) -> Path:
+    if config.model_dir is not None:
+        return config.model_dir
+    from merr_builder.assets import smollm2_dir
+
+    return smollm2_dir()
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Linear warm-up from min_lr to lr, then cosine to min_lr at max_steps (as a factor of lr)."""
+    if step < config.warmup_steps:
+        return (config.min_lr + (config.lr - config.min_lr) * step / config.warmup_steps) / config.lr
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    return (config.min_lr + (config.lr - config.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))) / config.lr
+
+
+def optimizer_for(model: EmotionLlama, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_trained(path: Path, device: str = "cpu") -> tuple[EmotionLlama, FeatureScaler, dict]:
+    """A trained model from a checkpoint (or a run folder's latest), ready for eval or inference."""
+    weights, _, meta = checkpoint.load(path)
+    config = TrainConfig.model_validate(meta["config"])
+    model = build_model(Path(meta["model_dir"]), config.features, config.lora_r, config.lora_alpha, config.lora_dropout,
+                        config.lora_targets, max_answer_tokens=config.max_txt_len)  # fmt: skip
+    _load_weights(model, weights)
+    return model.to(device).eval(), FeatureScaler(meta["feature_stats"]), meta
+
+
+def _load_weights(model: EmotionLlama, weights: dict[str, torch.Tensor]) -> None:
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing, unexpected = trainable - set(weights), set(weights) - trainable
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not fit the model: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}")
+    model.load_state_dict(weights, strict=False)
+
+
+def train(config: TrainConfig, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+    """Train; `stop_after` ends the run after that many optimizer steps (as a stop would)."""
+    valid_tasks(config.tasks)
+    unknown = [s for s in config.features if s not in STREAMS]
+    if unknown:
+        raise ValueError(f"unknown feature stream(s) {unknown}; choose from {list(STREAMS)}")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda"))
+
+    seed_everything(config.seed)
+    init = checkpoint.load(config.init_from) if config.init_from is not None and not resume else None
+    # Stage 2 continues on stage 1's base model unless told otherwise.
+    model_dir = config.model_dir or (Path(init[2]["model_dir"]) if init else default_model_dir(config))
+    model = build_model(model_dir, config.features, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
+                        gradient_checkpointing=config.gradient_checkpointing, max_answer_tokens=config.max_txt_len).to(device)  # fmt: skip
+    run_dir = Path(config.out_dir)
+    start_step, consumed, scaler = 0, 0, None
+    state = None
+    if resume:
+        weights, state, meta = checkpoint.load(run_dir)
+        _load_weights(model, weights)
+        start_step, consumed, scaler = meta["step"], meta["consumed_batches"], FeatureScaler(meta["feature_stats"])
+    elif init is not None:  # stage 2 starts from stage 1's adapters, projectors and feature statistics
+        _load_weights(model, init[0])
+        scaler = FeatureScaler(init[2]["feature_stats"])
+    if scaler is None:
+        scaler = FeatureScaler.fit(read_rows(config.data, config.features, config.split), config.features)
+
+    optimizer = optimizer_for(model, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))
+    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    stream = SampleStream(config.data, config.split, config.tasks, scaler, config.batch_size, config.seed, config.shuffle_buffer,
+                          config.length_window, rank, world, skip=consumed)  # fmt: skip
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers, collate_fn=model.prompts)
+    batches = iter(loader)  # (draws a seed from torch's generator: before the saved generator state is put back)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
+    result = TrainResult(start_step, model=model)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress = _progress(rank, start_step, config.max_steps)
+    metrics = (run_dir / "metrics.jsonl").open("a") if rank == 0 else None
+    last = stop_after if stop_after is not None else config.max_steps
+    try:
+        for step in range(start_step, min(last, config.max_steps)):
+            model.train()
+            started, tokens, total = time.perf_counter(), 0, 0.0
+            for micro in range(config.grad_accum):
+                batch = next(batches).to(device)
+                tokens += batch.tokens()
+                sync = nullcontext() if not distributed or micro == config.grad_accum - 1 else trained.no_sync()
+                with sync, torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                    loss = trained(batch) / config.grad_accum
+                    loss.backward()
+                total += float(loss.detach())
+                consumed += 1
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - started
+            numbers = torch.tensor([total, float(tokens)], dtype=torch.float64)
+            if distributed:
+                numbers = numbers.to(device)
+                dist.all_reduce(numbers)
+                numbers = numbers.cpu()
+            mean_loss, all_tokens = float(numbers[0]) / world, float(numbers[1])
+            result.losses.append(mean_loss)
+            result.steps = step + 1
+            if metrics is not None:
+                record = {"step": step + 1, "loss": mean_loss, "lr": schedule.get_last_lr()[0], "tokens_per_s": all_tokens / seconds, "world": world}
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+                progress.update(1)
+            if (step + 1) % config.save_every == 0 or step + 1 == config.max_steps:
+                result.checkpoint = _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step + 1, consumed, rank, world)
+    finally:
+        progress.close()
+        if metrics is not None:
+            metrics.close()
+        if distributed:
+            dist.destroy_process_group()
+    return result
+
+
+def _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step, consumed, rank, world) -> Path | None:
+    rng = checkpoint.rng_state()
+    if world > 1:  # every rank's generators, so each resumes its own dropout stream
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, rng)
+        rng = gathered
+    folder = None
+    if rank == 0:
+        meta = {"step": step, "consumed_batches": consumed, "feature_stats": scaler.state(), "config": config.model_dump(mode="json"),
+                "model_dir": str(model_dir), "world": world}  # fmt: skip
+        state = {"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(), "rng": rng}
+        folder = checkpoint.save(run_dir / f"step-{step:07d}", model.trainable_state(), state, meta)
+    if world > 1:
+        dist.barrier()
+    return folder
+
+
+def _progress(rank: int, start: int, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", disable=rank != 0, dynamic_ncols=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train Emotion-LLaMA on merr_builder shards (also under torchrun).")
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    result = train(load_train_config(args.config, args.overrides), resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained to step {result.steps}; checkpoint {result.checkpoint}")
+
+
+if __name__ == "__main__":
+    main()
