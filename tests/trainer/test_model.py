@@ -1,0 +1,53 @@
+"""Feature tokens sit where the prompt's slots are, at the same positions in training and in generation,
+and generation continues exactly the sequence the training forward sees."""
+
+import random
+
+import torch
+
+from merr_builder.tasks import instruction
+from merr_builder.trainer.data import Sample
+from merr_builder.trainer.features import STREAMS
+from merr_builder.trainer.model import build_model
+
+
+def _sample(streams, task="reason", answer="the person smiles so the label is happy"):
+    rng = random.Random(1)
+    features = {s: torch.randn(STREAMS[s].dim).numpy() for s in streams}
+    return Sample("clip", task, instruction(task, "I can't believe it", rng), answer, features, "happy")
+
+
+def test_feature_tokens_sit_at_the_same_positions_in_training_and_generation(tiny_lm):
+    streams = ["peak", "face", "audio"]
+    model = build_model(tiny_lm, streams, lora_r=4).eval()
+    short, long = _sample(streams), _sample(streams, answer="a much longer answer " * 5)
+    short.instruction = short.instruction.replace("I can't believe it", "hi")  # a shorter prompt, so generation pads it
+    train_batch = model.prompts.collate([short, long], train=True)
+    generate_batch = model.prompts.collate([short, long], train=False)
+    for row in range(2):
+        train_ids = train_batch.ids[row][train_batch.attention_mask[row] == 1].tolist()
+        generate_ids = generate_batch.ids[row][generate_batch.attention_mask[row] == 1].tolist()
+        assert train_ids[: len(generate_ids)] == generate_ids  # the prompt, markers included, is the same sequence
+        markers = [i for i, t in enumerate(generate_ids) if t < 0]
+        assert [generate_ids[i] for i in markers] == [-1, -2, -3]  # peak at <VideoHere>, face and audio at <FeatureHere>
+    text = model.tokenizer.decode([t for t in generate_ids[: markers[0]] if t >= 0])
+    assert text.endswith("[INST] <video>")
+    between = model.tokenizer.decode([t for t in generate_ids[markers[0] + 1 : markers[1]] if t >= 0])
+    assert between.strip() == "</video> <feature>"
+    # The embeddings at the markers are the projected features, in both layouts.
+    for batch in (train_batch, generate_batch):
+        embedded = model.embed(batch)
+        for index, stream in enumerate(streams):
+            rows, cols = torch.nonzero(batch.ids == -1 - index, as_tuple=True)
+            expected = model.projectors[stream](batch.features[stream])[rows]
+            torch.testing.assert_close(embedded[rows, cols], expected)
+
+
+def test_generation_continues_what_the_training_forward_predicts(tiny_lm):
+    streams = ["peak", "face", "audio"]
+    model = build_model(tiny_lm, streams, lora_r=4).eval()
+    sample = _sample(streams)
+    prompt_only = model.prompts.collate([sample], train=False)
+    with torch.no_grad():
+        expected_first = int(model.logits(prompt_only)[0, -1].argmax())
+    assert model.generate([sample], max_new_tokens=1)[0] == model.tokenizer.decode([expected_first], skip_special_tokens=True).strip()
