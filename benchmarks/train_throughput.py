@@ -1,0 +1,155 @@
+"""Trainer throughput: our training step against a plain HF + peft loop with padding, same model, one run.
+
+    python benchmarks/train_throughput.py          # CPU-size: a small random Llama
+    python benchmarks/train_throughput.py --gpu    # the issue's shape: Llama-3-8B, bf16 (needs a GPU)
+
+MERR-shaped samples: 260 feature positions (the original's 256 EVA patch tokens + 4 feature tokens; here
+the projected feature vectors of our streams, placed by `EmotionLlama.embed`) plus 120-280 prompt and
+answer tokens. Both sides train LoRA (r 64, alpha 16, q_proj/v_proj) and the projectors with AdamW.
+
+- baseline: the plain loop the issue measured — every batch padded to 1024 tokens, gradient checkpointing,
+  batches in arrival order;
+- ours: `EmotionLlama` batches of similar length (the trainer's length windows), padded to the batch's
+  own longest sample, no gradient checkpointing.
+
+Counts real (non-padding) tokens per second; MFU = 6 × parameters (all but the input embedding, a
+lookup) × real tokens / time, over the matmul peak measured on this device in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from merr_builder.trainer.model import IGNORE, Batch, build_model
+
+FEATURE_POSITIONS = 260
+
+
+def make_model(folder: Path, gpu: bool):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from merr_builder.assets import smollm2_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
+    tokenizer.save_pretrained(folder)
+    if gpu:
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                             num_attention_heads=32, num_key_value_heads=8)  # fmt: skip
+    else:
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                             num_attention_heads=8, num_key_value_heads=4)  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+
+
+def samples(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
+    """(token ids with FEATURE_POSITIONS markers after a short prefix, answer length)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = rng.randint(120, 280)
+        answer = rng.randint(10, min(100, text - 20))
+        ids = [rng.randrange(100, vocab) for _ in range(8)] + [-1] * FEATURE_POSITIONS + [rng.randrange(100, vocab) for _ in range(text - 8)]
+        out.append((ids, answer))
+    return out
+
+
+def batch_of(items: list[tuple[list[int], int]], width: int | None, streams: list[str], pad: int) -> Batch:
+    width = width or max(len(ids) for ids, _ in items)
+    ids = torch.full((len(items), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, IGNORE)
+    for row, (seq, answer) in enumerate(items):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+        labels[row, len(seq) - answer : len(seq)] = ids[row, len(seq) - answer : len(seq)]
+    from merr_builder.trainer.features import STREAMS
+
+    features = {s: torch.randn(len(items), STREAMS[s].dim) for s in streams}
+    return Batch(ids, mask, labels, features)
+
+
+def run(model, batches: list[Batch], device: str, bf16: bool) -> tuple[float, int]:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    model.train()
+    for warm in batches[:1]:  # warm-up step, not timed
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            model(warm.to(device)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    sync(device)
+    started, tokens = time.perf_counter(), 0
+    for batch in batches[1:]:
+        batch = batch.to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            model(batch).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        tokens += batch.tokens()
+    sync(device)
+    return time.perf_counter() - started, tokens
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype: torch.dtype) -> float:
+    n = 8192 if device == "cuda" else 1024
+    x = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        x @ x
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(5):
+        x @ x
+    sync(device)
+    return 5 * 2 * n**3 / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16 = device == "cuda"
+    steps = args.steps or (20 if args.gpu else 6)
+    streams = ["peak", "face", "audio"]
+    with tempfile.TemporaryDirectory() as tmp:
+        make_model(Path(tmp), args.gpu)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        ours = build_model(Path(tmp), streams, dtype=dtype).to(device)
+        plain = build_model(Path(tmp), streams, dtype=dtype, gradient_checkpointing=True).to(device)
+        pad = ours.tokenizer.pad_token_id or 0
+        items = samples(args.batch * (steps + 1), len(ours.tokenizer))
+        # Plain: arrival order, padded to 1024. Ours: length windows of 8 batches, padded to each batch's longest.
+        plain_batches = [batch_of(items[i : i + args.batch], 1024, streams, pad) for i in range(0, len(items), args.batch)]
+        windows = [sorted(items[i : i + 8 * args.batch], key=lambda s: len(s[0])) for i in range(0, len(items), 8 * args.batch)]
+        ours_batches = [batch_of(w[i : i + args.batch], None, streams, pad) for w in windows for i in range(0, len(w), args.batch)]
+        plain_s, plain_tokens = run(plain, plain_batches, device, bf16)
+        ours_s, ours_tokens = run(ours, ours_batches, device, bf16)
+        # Matmul parameters: the input embedding is a lookup, not a product.
+        params = sum(p.numel() for p in ours.parameters()) - ours.lm.get_input_embeddings().weight.numel()
+    peak = matmul_peak(device, dtype)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    print(f"machine: {name}, torch {torch.__version__}, {'bf16 autocast' if bf16 else 'float32'}")
+    print(f"model: {'Llama-3-8B shape' if args.gpu else 'small Llama (4 layers, hidden 256)'} (random), {params / 1e6:.1f} M matmul parameters, LoRA r 64 on q_proj/v_proj")
+    print(f"samples: {FEATURE_POSITIONS} feature positions + 120-280 text tokens, batch {args.batch}, {steps} timed steps each")
+    for label, seconds, tokens in (("plain HF + peft (pad 1024, grad ckpt)", plain_s, plain_tokens), ("ours (length windows)", ours_s, ours_tokens)):
+        mfu = 6 * params * tokens / seconds / peak
+        print(f"{label:38s}: {tokens / seconds:9.1f} tokens/s, MFU {mfu:.1%} (matmul peak measured {peak / 1e12:.2f} TFLOP/s)")
+    print(f"ratio ours / plain: {(ours_tokens / ours_s) / (plain_tokens / plain_s):.2f}")
+
+
+if __name__ == "__main__":
+    main()
