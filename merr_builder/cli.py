@@ -156,7 +156,7 @@ def export_emotion_llama_command(
     to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
 ) -> None:
     """The files the original Emotion-LLaMA trainer reads: MERR_*_grained.txt/.json, transcripts, videos, features."""
-    from merr_builder.export.build import ExportError
+    from merr_builder.finished_build import ExportError
     from merr_builder.export.emotion_llama import export_emotion_llama
 
     try:
@@ -178,7 +178,7 @@ def export_sharegpt_command(
     seed: Annotated[int, typer.Option(help="seed of the instruction choice")] = 0,
 ) -> None:
     """Conversation samples for LLaMA-Factory (ShareGPT format with images, videos and audios)."""
-    from merr_builder.export.build import ExportError
+    from merr_builder.finished_build import ExportError
     from merr_builder.export.sharegpt import export_sharegpt
 
     try:
@@ -200,6 +200,27 @@ def card(out: Annotated[Path, typer.Argument(help="a finished build folder")]) -
         raise typer.Exit(EXIT_BAD_INPUT)
     card_path, gallery_path = write_card(out)
     console.print(f"wrote {card_path} and {gallery_path}")
+
+
+@app.command()
+def encode(
+    out: Annotated[Path, typer.Argument(help="a finished build folder (its shards are rewritten with the features)")],
+    image_encoder: Annotated[Path | None, typer.Option(help="local image model (ViT, CLIP, MAE, …) for the peak face → feat_face")] = None,
+    video_encoder: Annotated[Path | None, typer.Option(help="local VideoMAE model for the K frames → feat_video")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option(help="local HuBERT / wav2vec 2.0 model for the audio → feat_audio")] = None,
+    batch_size: int = 16,
+) -> None:
+    """Pooled features from real encoders (local checkpoints) into the shards, for the trainer and the Emotion-LLaMA export."""
+    from merr_builder.encode import encode as run_encode
+    from merr_builder.finished_build import ExportError
+
+    try:
+        summary = run_encode(out, image_encoder, video_encoder, audio_encoder, batch_size)
+    except (ExportError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    filled = ", ".join(f"{column} {n}" for column, n in summary.filled.items())
+    console.print(f"encoded {summary.rows} rows ({filled} filled); shards and manifest rewritten in {out}")
 
 
 @app.command()

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
 
-SCHEMA_VERSION = "1.2.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …)
+SCHEMA_VERSION = "1.3.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode)
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -170,6 +170,10 @@ SHARD_SCHEMA = _schema(
         _field("fine_status", pa.string(), "'kept' or the reason the fine caption was rejected"),
         _field("split", pa.string(), "train, val or test (hash of clip_id)", False),
         _field("provenance", pa.string(), "JSON: tool version, stage versions and config digests, models", False),
+        # Filled by `merr encode` (null until then): the original's local, temporal and audio encoder inputs.
+        _field("feat_face", pa.list_(pa.float32()), "image-encoder feature of the peak face crop, pooled (merr encode)"),
+        _field("feat_video", pa.list_(pa.float32()), "video-encoder feature of the K frames, pooled (merr encode)"),
+        _field("feat_audio", pa.list_(pa.float32()), "audio-encoder feature of the clip's audio, pooled (merr encode)"),
     ],
 )
 

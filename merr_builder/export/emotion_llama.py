@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from merr_builder.export.build import ExportError, fresh_folder, labelled_rows
+from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows
 from merr_builder.faces.facs import AU_PRESENCE_THRESHOLD
 
 # Emotion-LLaMA feature folder → the shard column holding that encoder's 1024-d clip feature.
-FEATURE_FOLDERS = {"mae_340_UTT": "feat_face_1024", "maeV_399_UTT": "feat_video_1024", "HL-UTT": "feat_audio_1024"}
+FEATURE_FOLDERS = {"mae_340_UTT": "feat_face", "maeV_399_UTT": "feat_video", "HL-UTT": "feat_audio"}
 FEATURE_DIM = 1024
 TEXT_COLUMNS = [
     "source_path", "duration_s", "fps", "coarse_caption", "fine_caption", "fine_status", "transcript", "pseudo_label",
@@ -50,11 +50,8 @@ class EmotionLlamaExport:
 
 
 def export_emotion_llama(out_dir: Path, to: Path) -> EmotionLlamaExport:
-    import pyarrow.parquet as pq
-
-    available = set(pq.read_schema(next((Path(out_dir) / "shards").glob("*.parquet"))).names) if (Path(out_dir) / "shards").is_dir() else set()
-    features = {folder: column for folder, column in FEATURE_FOLDERS.items() if column in available}
-    rows, unlabelled = labelled_rows(out_dir, TEXT_COLUMNS + ["peak_frame_jpeg"] + list(features.values()))
+    rows, unlabelled = labelled_rows(out_dir, TEXT_COLUMNS + ["peak_frame_jpeg"] + list(FEATURE_FOLDERS.values()))
+    features = {folder: column for folder, column in FEATURE_FOLDERS.items() if any(r[column] is not None for r in rows)}
     coarse = [r for r in rows if r["coarse_caption"]]
     fine = [r for r in coarse if r["fine_status"] == "kept" and r["fine_caption"]]
     for folder, column in features.items():

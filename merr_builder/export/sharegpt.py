@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from merr_builder.atomic import write_bytes_atomic
-from merr_builder.export.build import ExportError, fresh_folder, labelled_rows, stored_audio
+from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows, stored_audio
 from merr_builder.tasks import TASKS, instruction, target
 
 SAMPLE_RATE = 16_000

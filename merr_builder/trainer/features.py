@@ -18,7 +18,7 @@ from merr_builder.faces.facs import AU_NAMES
 @dataclass(frozen=True)
 class Stream:
     columns: tuple[str, ...]
-    dim: int
+    dim: int | None  # None: the encoder's width, read from the data
     slot: str  # "video": at <VideoHere> (the original's global visual tokens); "feature": at <FeatureHere>
 
 
@@ -26,15 +26,17 @@ STREAMS: dict[str, Stream] = {
     "peak": Stream(("aus_peak", "blendshapes_peak"), len(AU_NAMES) + 52, "video"),
     "face": Stream(("face_stats",), 158, "feature"),
     "audio": Stream(("egemaps",), 88, "feature"),
-    "face_mae": Stream(("feat_face_1024",), 1024, "feature"),
-    "video_mae": Stream(("feat_video_1024",), 1024, "feature"),
-    "hubert": Stream(("feat_audio_1024",), 1024, "feature"),
+    # `merr encode` features (the original's MAE, VideoMAE and HuBERT roles)
+    "face_encoder": Stream(("feat_face",), None, "feature"),
+    "video_encoder": Stream(("feat_video",), None, "feature"),
+    "audio_encoder": Stream(("feat_audio",), None, "feature"),
 }
 
 
-def raw_vector(row: dict, stream: str) -> np.ndarray:
+def raw_vector(row: dict, stream: str, dim: int | None = None) -> np.ndarray:
     """The stream's values for one row; a clip without them (no face, no speech) gets zeros."""
     spec = STREAMS[stream]
+    dim = dim or spec.dim
     parts = []
     for column in spec.columns:
         value = row.get(column)
@@ -42,8 +44,10 @@ def raw_vector(row: dict, stream: str) -> np.ndarray:
             value = [value.get(au) for au in AU_NAMES]
         parts.append(np.asarray(value if value is not None else [], dtype=np.float32))
     vector = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    if vector.size != spec.dim:
-        vector = np.zeros(spec.dim, np.float32)
+    if dim is None:
+        return vector
+    if vector.size != dim:
+        vector = np.zeros(dim, np.float32)
     return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -61,14 +65,21 @@ class FeatureScaler:
     def fit(cls, rows: list[dict], streams: list[str]) -> FeatureScaler:
         stats = {}
         for stream in streams:
-            values = np.stack([raw_vector(r, stream) for r in rows]) if rows else np.zeros((1, STREAMS[stream].dim), np.float32)
+            dim = STREAMS[stream].dim or next((v.size for r in rows if (v := raw_vector(r, stream)).size), None)
+            if dim is None:
+                raise ValueError(f"no row holds {', '.join(STREAMS[stream].columns)} for feature stream {stream!r}; run merr encode first")
+            values = np.stack([raw_vector(r, stream, dim) for r in rows]) if rows else np.zeros((1, dim), np.float32)
             std = values.std(0)
             stats[stream] = (values.mean(0).tolist(), np.where(std > 1e-6, std, 1.0).tolist())
         return cls(stats)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {k: int(m.size) for k, (m, _) in self.stats.items()}
 
     def state(self) -> dict[str, tuple[list[float], list[float]]]:
         return {k: (m.tolist(), s.tolist()) for k, (m, s) in self.stats.items()}
 
     def transform(self, row: dict, stream: str) -> np.ndarray:
         mean, std = self.stats[stream]
-        return np.clip((raw_vector(row, stream) - mean) / std, -10, 10).astype(np.float32)
+        return np.clip((raw_vector(row, stream, mean.size) - mean) / std, -10, 10).astype(np.float32)

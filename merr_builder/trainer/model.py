@@ -89,12 +89,16 @@ class PromptBuilder:
 
 
 class EmotionLlama(nn.Module):
-    def __init__(self, lm, tokenizer, streams: list[str], max_answer_tokens: int = 1024) -> None:
+    def __init__(self, lm, tokenizer, streams: list[str], max_answer_tokens: int = 1024, dims: dict[str, int] | None = None) -> None:
         super().__init__()
         self.lm, self.tokenizer, self.streams = lm, tokenizer, list(streams)
         self.prompts = PromptBuilder(tokenizer, streams, max_answer_tokens)
         hidden = lm.get_input_embeddings().weight.shape[1]
-        self.projectors = nn.ModuleDict({s: nn.Linear(STREAMS[s].dim, hidden) for s in self.streams})
+        dims = {**{s: STREAMS[s].dim for s in self.streams}, **(dims or {})}
+        missing = [s for s in self.streams if not dims.get(s)]
+        if missing:
+            raise ValueError(f"feature stream(s) {missing} need their width (from the data's FeatureScaler)")
+        self.projectors = nn.ModuleDict({s: nn.Linear(dims[s], hidden) for s in self.streams})
 
     def embed(self, batch: Batch) -> torch.Tensor:
         embeddings = self.lm.get_input_embeddings()
@@ -127,7 +131,7 @@ class EmotionLlama(nn.Module):
 
 def build_model(model_dir: Path, streams: list[str], lora_r: int = 64, lora_alpha: int = 16, lora_dropout: float = 0.05,
                 lora_targets: list[str] | tuple[str, ...] = ("q_proj", "v_proj"), dtype: torch.dtype = torch.float32,
-                gradient_checkpointing: bool = False, max_answer_tokens: int = 1024) -> EmotionLlama:  # fmt: skip
+                gradient_checkpointing: bool = False, max_answer_tokens: int = 1024, dims: dict[str, int] | None = None) -> EmotionLlama:  # fmt: skip
     """A local causal LM folder, frozen, with LoRA on `lora_targets` and fresh projectors."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -138,4 +142,4 @@ def build_model(model_dir: Path, streams: list[str], lora_r: int = 64, lora_alph
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lm.enable_input_require_grads()
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets), task_type="CAUSAL_LM")
-    return EmotionLlama(get_peft_model(lm, lora), tokenizer, streams, max_answer_tokens)
+    return EmotionLlama(get_peft_model(lm, lora), tokenizer, streams, max_answer_tokens, dims)

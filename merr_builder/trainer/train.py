@@ -75,10 +75,11 @@ def load_trained(path: Path, device: str = "cpu") -> tuple[EmotionLlama, Feature
     """A trained model from a checkpoint (or a run folder's latest), ready for eval or inference."""
     weights, _, meta = checkpoint.load(path)
     config = TrainConfig.model_validate(meta["config"])
+    scaler = FeatureScaler(meta["feature_stats"])
     model = build_model(Path(meta["model_dir"]), config.features, config.lora_r, config.lora_alpha, config.lora_dropout,
-                        config.lora_targets, max_answer_tokens=config.max_txt_len)  # fmt: skip
+                        config.lora_targets, max_answer_tokens=config.max_txt_len, dims=scaler.dims)  # fmt: skip
     _load_weights(model, weights)
-    return model.to(device).eval(), FeatureScaler(meta["feature_stats"]), meta
+    return model.to(device).eval(), scaler, meta
 
 
 def _load_weights(model: EmotionLlama, weights: dict[str, torch.Tensor]) -> None:
@@ -105,23 +106,24 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda"))
 
     seed_everything(config.seed)
-    init = checkpoint.load(config.init_from) if config.init_from is not None and not resume else None
-    # Stage 2 continues on stage 1's base model unless told otherwise.
-    model_dir = config.model_dir or (Path(init[2]["model_dir"]) if init else default_model_dir(config))
-    model = build_model(model_dir, config.features, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
-                        gradient_checkpointing=config.gradient_checkpointing, max_answer_tokens=config.max_txt_len).to(device)  # fmt: skip
     run_dir = Path(config.out_dir)
-    start_step, consumed, scaler = 0, 0, None
-    state = None
-    if resume:
-        weights, state, meta = checkpoint.load(run_dir)
-        _load_weights(model, weights)
-        start_step, consumed, scaler = meta["step"], meta["consumed_batches"], FeatureScaler(meta["feature_stats"])
-    elif init is not None:  # stage 2 starts from stage 1's adapters, projectors and feature statistics
-        _load_weights(model, init[0])
-        scaler = FeatureScaler(init[2]["feature_stats"])
-    if scaler is None:
+    resumed = checkpoint.load(run_dir) if resume else None
+    init = checkpoint.load(config.init_from) if config.init_from is not None and not resume else None
+    source = resumed or init  # stage 2 starts from stage 1's adapters, projectors and feature statistics
+    if source is not None:
+        scaler = FeatureScaler(source[2]["feature_stats"])
+    else:
         scaler = FeatureScaler.fit(read_rows(config.data, config.features, config.split), config.features)
+    # A resumed run, or stage 2, continues on the base model its checkpoint names unless told otherwise.
+    model_dir = config.model_dir or (Path(source[2]["model_dir"]) if source else default_model_dir(config))
+    model = build_model(model_dir, config.features, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
+                        gradient_checkpointing=config.gradient_checkpointing, max_answer_tokens=config.max_txt_len,
+                        dims=scaler.dims).to(device)  # fmt: skip
+    start_step, consumed, state = 0, 0, None
+    if source is not None:
+        _load_weights(model, source[0])
+    if resumed is not None:
+        start_step, consumed, state = resumed[2]["step"], resumed[2]["consumed_batches"], resumed[1]
 
     optimizer = optimizer_for(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from merr_builder.export.build import ExportError
+from merr_builder.finished_build import ExportError
 from merr_builder.export.emotion_llama import FEATURE_FOLDERS, export_emotion_llama
 
 # The original's label index, in its own order (not merr_builder's), to read the files as it does.
@@ -77,7 +77,8 @@ def test_1024_d_features_are_written_as_the_trainer_loads_them(sample_build, tmp
     table = pq.read_table(sample_build / "shards")
     rng = np.random.default_rng(0)
     for column in FEATURE_FOLDERS.values():  # as `merr encode` will store them: one 1024-d vector per clip
-        table = table.append_column(column, pa.array([rng.standard_normal(1024).astype(np.float32).tolist() for _ in range(len(table))], pa.list_(pa.float32())))
+        values = pa.array([rng.standard_normal(1024).astype(np.float32).tolist() for _ in range(len(table))], pa.list_(pa.float32()))
+        table = table.set_column(table.schema.get_field_index(column), column, values)
     (build / "shards").mkdir()
     pq.write_table(table, build / "shards" / "part-00000.parquet")
     result = export_emotion_llama(build, tmp_path / "out")

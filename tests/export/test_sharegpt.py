@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merr_builder.export.build import ExportError, stored_audio
+from merr_builder.finished_build import ExportError, stored_audio
 from merr_builder.export.sharegpt import export_sharegpt
 from merr_builder.tasks import EMOTION_INSTRUCTIONS, REASON_INSTRUCTIONS, normalise_target
 

@@ -1,4 +1,4 @@
-"""Reading a finished build for an export: its rows (only the columns asked for) and its stored audio."""
+"""Reading a finished build (its manifest, labelled rows, stored audio) for exports and `merr encode`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,11 @@ def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:
     fail on it (or, worse, train on a label the paper does not have)."""
     read_manifest(out_dir)
     wanted = list(dict.fromkeys(["clip_id", "label", *columns]))
-    rows = sorted(pq.read_table(Path(out_dir) / "shards", columns=wanted).to_pylist(), key=lambda r: r["clip_id"])
+    shards = Path(out_dir) / "shards"
+    present = set(pq.read_schema(next(shards.glob("*.parquet"))).names) if any(shards.glob("*.parquet")) else set(wanted)
+    rows = sorted(pq.read_table(shards, columns=[c for c in wanted if c in present]).to_pylist(), key=lambda r: r["clip_id"])
+    for row in rows:  # columns an older build lacks (feat_* before merr encode existed) read as null
+        row.update({c: None for c in wanted if c not in present})
     unknown = [f"{r['clip_id']} ({r['label']!r})" for r in rows if r["label"] is not None and r["label"] not in MERR_LABELS]
     if unknown:
         raise ExportError(
