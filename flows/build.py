@@ -18,6 +18,7 @@ from rich.text import Text
 
 from merr_builder.config import BuildConfig, RunConfig
 from merr_builder.ingest import IngestStage, check_input, discover
+from merr_builder.lock import build_lock
 from merr_builder.manifest import BuildSummary, finish_build
 from merr_builder.faces.stage import FacesStage
 from merr_builder.media import MediaStage
@@ -130,5 +131,6 @@ def run_build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, 
     """Run the build flow with the task runner the config names (after the cheap input checks)."""
     check_input(Path(input_path), config.ingest)
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
-    return flow_(str(Path(input_path).absolute()), str(Path(out_dir).absolute()), config, console)
+    with build_lock(Path(out_dir), "build"):
+        return flow_(str(Path(input_path).absolute()), str(Path(out_dir).absolute()), config, console)
 

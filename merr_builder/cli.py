@@ -103,10 +103,15 @@ def build(
 
     from flows.build import run_build  # Prefect loads only once the config is known to be good
 
+    from merr_builder.lock import BuildLockedError
+
     try:
         summary = run_build(input_path, out, config, console)
     except InputError as exc:
         console.print(f"[red]input error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except BuildLockedError as exc:
+        console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(_summary_table(summary))
     if summary.rows == 0:
@@ -137,9 +142,11 @@ def annotate(
         choice = ["annotate.fine_backend=openai", f"annotate.server_url={llm}"] + ([f"annotate.server_model={llm_model}"] if llm_model else [])
     elif llm is not None:
         choice = ["annotate.fine_backend=transformers", f"annotate.model_dir={llm}"]
+    from merr_builder.lock import BuildLockedError
+
     try:
         summary = regenerate(from_, choice + list(overrides or []))
-    except (ConfigError, RegenerationError) as exc:
+    except (ConfigError, RegenerationError, BuildLockedError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(_summary_table(summary))
@@ -213,10 +220,11 @@ def encode(
     """Pooled features from real encoders (local checkpoints) into the shards, for the trainer and the Emotion-LLaMA export."""
     from merr_builder.encode import encode as run_encode
     from merr_builder.finished_build import ExportError
+    from merr_builder.lock import BuildLockedError
 
     try:
         summary = run_encode(out, image_encoder, video_encoder, audio_encoder, batch_size)
-    except (ExportError, ValueError, OSError) as exc:
+    except (ExportError, ValueError, OSError, BuildLockedError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     filled = ", ".join(f"{column} {n}" for column, n in summary.filled.items())

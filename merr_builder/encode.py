@@ -134,9 +134,17 @@ class EncodeSummary:
 
 def encode(out_dir: Path, image: Path | None = None, video: Path | None = None, audio: Path | None = None,
            batch_size: int = 16, device: str | None = None) -> EncodeSummary:  # fmt: skip
+    from merr_builder.lock import build_lock
+
     out_dir = Path(out_dir)
     if not (image or video or audio):
         raise ValueError("name at least one encoder (--image-encoder, --video-encoder, --audio-encoder)")
+    read_manifest(out_dir)
+    with build_lock(out_dir, "merr encode"):
+        return _encode(out_dir, image, video, audio, batch_size, device)
+
+
+def _encode(out_dir: Path, image: Path | None, video: Path | None, audio: Path | None, batch_size: int, device: str | None) -> EncodeSummary:
     manifest = read_manifest(out_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     files = sorted((out_dir / "shards").glob("*.parquet"))

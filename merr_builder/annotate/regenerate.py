@@ -39,7 +39,15 @@ def annotation_config(manifest: dict, overrides: list[str]) -> BuildConfig:
 
 
 def regenerate(out_dir: Path, overrides: list[str]) -> BuildSummary:
+    from merr_builder.lock import build_lock
+
     out_dir = Path(out_dir).absolute()
+    _read_manifest(out_dir)  # (before the lock: a folder that is no build gets no lock file)
+    with build_lock(out_dir, "merr annotate"):
+        return _regenerate(out_dir, overrides)
+
+
+def _regenerate(out_dir: Path, overrides: list[str]) -> BuildSummary:
     manifest = _read_manifest(out_dir)
     config = annotation_config(manifest, overrides)
     partition_runs = [[PartitionRun(**run) for run in runs] for runs in manifest.get("partitions", [])]

@@ -1,0 +1,89 @@
+"""Crash safety: a build killed (SIGKILL to its whole process group) at random moments and started again
+ends with exactly the rows of an uninterrupted build, never shows a partial file under a final name, and
+one output folder takes one writer at a time (a crashed holder's lock does not count)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from merr_builder.lock import LOCK_NAME, BuildLockedError, build_lock
+
+SETTINGS = ["--partition-size", "1", "--set", "annotate.fine_backend=none", "--k-frames", "4"]
+
+
+def _build(input_dir: Path, out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "merr_builder.cli", "build", str(input_dir), "--out", str(out), *SETTINGS]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+
+
+def _nothing_partial_under_a_final_name(out: Path) -> None:
+    for shard in (out / "shards").glob("merr-*.parquet") if (out / "shards").exists() else []:
+        pq.read_metadata(shard)  # a complete Parquet file (footer present)
+    for stored in (out / "stages").rglob("part-*.parquet") if (out / "stages").exists() else []:
+        pq.read_metadata(stored)
+    if (out / "manifest.json").exists():
+        json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def crash_input(clips, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("crash-input")
+    for name in ("speech_en_happy", "speech_en_angry"):
+        os.symlink(clips.speech[name], folder / clips.speech[name].name)
+    return folder
+
+
+def test_a_build_killed_at_ten_random_moments_resumes_to_the_same_rows(crash_input, tmp_path):
+    started = time.monotonic()
+    reference = _build(crash_input, tmp_path / "reference")
+    assert reference.wait(timeout=600) == 0, reference.stderr.read().decode()[-2000:]
+    duration = time.monotonic() - started
+    expected = _rows(tmp_path / "reference")
+    rng = random.Random(1234)
+    for point in range(10):
+        out = tmp_path / f"killed-{point}"
+        victim = _build(crash_input, out)
+        moment = rng.uniform(0.3, duration)
+        try:
+            victim.wait(timeout=moment)
+        except subprocess.TimeoutExpired:
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+        _nothing_partial_under_a_final_name(out)
+        resumed = _build(crash_input, out)
+        assert resumed.wait(timeout=600) == 0, f"after a kill at {moment:.1f} s: {resumed.stderr.read().decode()[-2000:]}"
+        pd.testing.assert_frame_equal(_rows(out), expected, obj=f"rows after a kill at {moment:.1f} s")
+        leftovers = [p.name for p in (out / "shards").iterdir() if not p.name.startswith("merr-")]
+        assert leftovers == [], leftovers
+
+
+def test_a_second_build_on_the_same_folder_is_refused_until_the_holder_dies(crash_input, tmp_path):
+    out = tmp_path / "out"
+    holder = _build(crash_input, out)
+    deadline = time.monotonic() + 120
+    while not ((out / LOCK_NAME).exists() and (out / LOCK_NAME).read_text().strip()):
+        assert time.monotonic() < deadline and holder.poll() is None
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-m", "merr_builder.cli", "build", str(crash_input), "--out", str(out), *SETTINGS],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert second.returncode == 2 and f"pid {holder.pid}" in second.stderr.replace("\n", " ")
+    os.killpg(holder.pid, signal.SIGKILL)  # the holder crashes: its lock goes with it
+    holder.wait()
+    with build_lock(out) as lock:  # taken over at once, no clean-up needed
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(BuildLockedError, match=f"pid {os.getpid()}"):
+            with build_lock(out):  # a second writer in this very process is refused as well
+                pass
