@@ -6,6 +6,7 @@ as its stage k-1 is done. A task whose stored output is current returns at once 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from merr_builder.config import BuildConfig, RunConfig
+from merr_builder.config import BuildConfig, ConfigError, RunConfig
 from merr_builder.ingest import IngestStage, check_input, discover
 from merr_builder.lock import build_lock
 from merr_builder.manifest import BuildSummary, finish_build
@@ -56,6 +57,15 @@ def task_runner_for(run: RunConfig) -> TaskRunner:
     return ThreadPoolTaskRunner(max_workers=run.max_workers)
 
 
+def _resources(stage: type[Stage], run: RunConfig):
+    """On Dask, a stage named in `run.gpu_stages` is placed only on workers that have a GPU resource."""
+    if stage.name in run.gpu_stages and (run.task_runner == "dask" or run.dask_address):
+        import dask
+
+        return dask.annotate(resources={"GPU": 1})
+    return nullcontext()
+
+
 class _RateColumn(ProgressColumn):
     def render(self, task) -> Text:  # type: ignore[no-untyped-def]
         return Text(f"{task.speed:.1f} clips/s" if task.speed else "", style="progress.data.speed")
@@ -93,13 +103,14 @@ def build_flow(input_path: str, out_dir: str, config: BuildConfig, console: Cons
 
     chains: list[list[PrefectFuture]] = [[] for _ in partitions]
     for stage in PIPELINE:
-        futures = stage_task.with_options(name=stage.name, retries=config.run.retries).map(
-            stage=unmapped(stage),
-            partition=partitions,
-            upstream=[list(chain) for chain in chains],
-            config=unmapped(config),
-            out_dir=unmapped(out_dir),
-        )
+        with _resources(stage, config.run):
+            futures = stage_task.with_options(name=stage.name, retries=config.run.retries).map(
+                stage=unmapped(stage),
+                partition=partitions,
+                upstream=[list(chain) for chain in chains],
+                config=unmapped(config),
+                out_dir=unmapped(out_dir),
+            )
         for chain, future in zip(chains, futures):
             chain.append(future)
 
@@ -130,6 +141,9 @@ def build_flow(input_path: str, out_dir: str, config: BuildConfig, console: Cons
 def run_build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, console: Console | None = None):
     """Run the build flow with the task runner the config names (after the cheap input checks)."""
     check_input(Path(input_path), config.ingest)
+    unknown = sorted(set(config.run.gpu_stages) - {stage.name for stage in PIPELINE})
+    if unknown:
+        raise ConfigError(f"config field 'run.gpu_stages': no stage named {', '.join(unknown)} (stages: {', '.join(s.name for s in PIPELINE)})")
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
     with build_lock(Path(out_dir), "build"):
         return flow_(str(Path(input_path).absolute()), str(Path(out_dir).absolute()), config, console)

@@ -113,6 +113,9 @@ def build(
     except BuildLockedError as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(_summary_table(summary))
     if summary.rows == 0:
         console.print(f"[red]no clip succeeded[/red]; see {out / 'quarantine.parquet'}")

@@ -180,6 +180,9 @@ class RunConfig(_Section):
     max_workers: int | None = Field(None, ge=1, description="threads for the local runner; default: CPU count")
     dask_address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
     retries: int = Field(1, ge=0, description="Prefect retries of a failed partition task")
+    gpu_stages: tuple[str, ...] = Field(
+        (), description="stages whose tasks ask Dask for resource GPU=1 (start GPU workers with --resources GPU=1)"
+    )
 
 
 class BuildConfig(_Section):

@@ -6,6 +6,8 @@ Plain Python with no Prefect, so the same call runs inside a Prefect task, a Das
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -53,6 +55,7 @@ class PartitionRun:
     n_quarantined: int
     seconds: float
     skipped: bool
+    worker: str = ""  # host:pid of the process that ran (or skipped) it
 
 
 def _sha(*parts: str) -> str:
@@ -129,4 +132,5 @@ def run_stage(
         n_quarantined=quarantine.num_rows,
         seconds=time.perf_counter() - started,
         skipped=skipped,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
     )
