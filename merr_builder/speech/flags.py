@@ -20,6 +20,7 @@ LOW_LANGUAGE_PROBABILITY = "low_language_probability"
 REPETITION = "repetition"
 NO_SPEECH = "no_speech_probable"
 LOW_CONFIDENCE = "low_confidence"
+EMPTY_SIDECAR = "empty_sidecar"  # a sidecar transcript was there but empty: ASR was used instead
 
 
 def _repeats(text: str) -> bool:

@@ -16,6 +16,7 @@ from merr_builder.ingest import ClipInfo
 from merr_builder.media import AUDIO_SAMPLE_RATE, map_clips_with_audio
 from merr_builder.quarantine import StageResult
 from merr_builder.schema import SPEECH_SCHEMA
+from merr_builder.speech.flags import EMPTY_SIDECAR
 from merr_builder.speech.protocol import ASRBackend, Transcript
 from merr_builder.speech.sidecar import Sidecar, find_sidecar, read_sidecar
 from merr_builder.speech.tone import egemaps, pace
@@ -104,7 +105,9 @@ class SpeechAnalyser:
         }
 
     def _transcript(self, clip: ClipInfo, audio, sidecar: Sidecar | None, asr: Transcript | None) -> dict:  # type: ignore[no-untyped-def]
-        if sidecar is not None:
+        # An empty sidecar (a blank .srt, an empty CSV sentence) says nothing: ASR speaks instead, flagged.
+        empty = [EMPTY_SIDECAR] if sidecar is not None and not sidecar.text.strip() else []
+        if sidecar is not None and not empty:
             return {
                 "transcript": sidecar.text,
                 "transcript_language": guess_language(sidecar.text),
@@ -117,9 +120,12 @@ class SpeechAnalyser:
                 "transcript": asr.text,
                 "transcript_language": asr.language if asr.task == "transcribe" else "en",
                 "transcript_source": f"asr:{self.asr.name}" if self.asr else None,
-                "transcript_flags": list(asr.flags),
+                "transcript_flags": list(asr.flags) + empty,
                 "transcript_error": None,
             }
+        if empty:
+            return {"transcript": "", "transcript_language": None, "transcript_source": f"sidecar:{sidecar.source}",
+                    "transcript_flags": empty, "transcript_error": None}  # fmt: skip
         reason = (
             "the clip has no audio stream and no sidecar transcript"
             if audio is None
@@ -133,7 +139,7 @@ class SpeechStage:
     """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
 
     name = "speech"
-    version = "1"
+    version = "2"  # 2: an empty sidecar gives way to ASR
     config_section = "speech"
     output_schema = SPEECH_SCHEMA
 

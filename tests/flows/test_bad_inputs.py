@@ -56,3 +56,12 @@ def test_good_clips_come_out_as_in_a_build_without_the_corpus(corpus_build):
     alone = pd.read_parquet(root / "good-out" / "shards").set_index("clip_id")
     shared = mixed.loc[alone.index].drop(columns=BUILD_RELATIVE)
     pd.testing.assert_frame_equal(shared, alone.drop(columns=BUILD_RELATIVE))
+
+
+def test_an_empty_sidecar_gives_way_to_asr_and_a_gbk_one_is_read(corpus_build):
+    _, _, root = corpus_build
+    rows = pd.read_parquet(root / "out" / "shards").set_index("clip_id")
+    empty = rows.loc["subtitle_empty"]
+    assert empty.transcript_source.startswith("asr:") and "empty_sidecar" in list(empty.transcript_flags)
+    assert "hello, my name is" in empty.transcript.lower()  # espeak-ng said "Hello, my name is Anna."
+    assert rows.loc["subtitle_gbk"].transcript == "你好，我叫安娜。"
