@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
 
 from merr_builder.annotate.llm.hf import TransformersLLM
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
@@ -245,7 +246,7 @@ def main() -> None:
     ceiling = floors(model.to(dtype), prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops) if device == "cuda" else {}
     gpu_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     print()
-    print(f"machine: {gpu_name}, torch {torch.__version__}, transformers {__import__('transformers').__version__}")
+    print(f"machine: {gpu_name}, torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"prompts: {n} ({min(prompt_tokens)}-{max(prompt_tokens)} tokens, mean {sum(prompt_tokens) / n:.0f}), batch {batch}, "
           f"new tokens {settings.max_new_tokens}, model {'Llama-3-8B shape' if args.gpu else 'small Llama'} (random), {dtype}")  # fmt: skip
     if device == "cuda":

@@ -59,7 +59,7 @@ def _read(path: Path, row_group: int | None, columns: list[str]) -> list[dict]:
     return rows
 
 
-def samples_of(row: dict, tasks: list[str], scaler: FeatureScaler, rng: random.Random, max_answer_chars: int | None = None) -> list[Sample]:
+def samples_of(row: dict, tasks: list[str], scaler: FeatureScaler, rng: random.Random) -> list[Sample]:
     features = {stream: scaler.transform(row, stream) for stream in scaler.stats}
     out = []
     for task in tasks:

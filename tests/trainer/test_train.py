@@ -3,6 +3,7 @@ run continues the uninterrupted loss curve exactly, and two gloo processes train
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from merr_builder.trainer import checkpoint
 from merr_builder.trainer.config import TrainConfig
 from merr_builder.trainer.data import read_rows, samples_of
 from merr_builder.trainer.train import load_trained, train
@@ -35,7 +37,7 @@ def test_save_then_load_gives_identical_logits(sample_build, tiny_lm, tmp_path):
     result = train(_config(sample_build, tmp_path / "run", model_dir=tiny_lm, max_steps=2, save_every=2))
     loaded, scaler, meta = load_trained(tmp_path / "run")
     assert meta["step"] == 2 and result.checkpoint.name == "step-0000002"
-    samples = [s for r in read_rows([sample_build], list(scaler.stats), None) for s in samples_of(r, ["reason"], scaler, __import__("random").Random(0))]
+    samples = [s for r in read_rows([sample_build], list(scaler.stats), None) for s in samples_of(r, ["reason"], scaler, random.Random(0))]
     batch = loaded.prompts.collate(samples[:4])
     trained = result.model.eval()
     with torch.no_grad():
@@ -61,7 +63,7 @@ def test_two_processes_train_with_gloo_under_torchrun(sample_build, tiny_lm, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all(r["world"] == 2 for r in log)
-    _, state, meta = __import__("merr_builder.trainer.checkpoint", fromlist=["load"]).load(tmp_path / "ddp")
+    _, state, meta = checkpoint.load(tmp_path / "ddp")
     assert meta["world"] == 2 and len(state["rng"]) == 2  # each rank's generators, for an exact resume
 
 
