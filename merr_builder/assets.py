@@ -89,6 +89,14 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def folder_weights_id(folder: str | Path) -> dict[str, str]:
+    """Name, first weights file and its sha256 of a local model folder (safetensors, else PyTorch .bin),
+    for the provenance of whatever that model made."""
+    folder = Path(folder)
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return {"name": folder.name, "file": str(weights[0] if weights else folder), "sha256": sha256_file(weights[0]) if weights else ""}
+
+
 @lru_cache(maxsize=64)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key the cache
     return sha256_file(path)

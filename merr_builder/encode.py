@@ -27,20 +27,12 @@ import torch
 
 from merr_builder.atomic import write_bytes_atomic
 from merr_builder.config import config_from_dict
+from merr_builder.assets import folder_weights_id
 from merr_builder.finished_build import read_manifest, stored_audio
 from merr_builder.manifest import MANIFEST
+from merr_builder.media import AUDIO_SAMPLE_RATE
 from merr_builder.schema import SCHEMA_VERSION, SHARD_SCHEMA
 from merr_builder.shards import ShardWriter
-
-SAMPLE_RATE = 16_000
-
-
-def _weights_id(folder: Path) -> dict[str, str]:
-    from merr_builder.assets import sha256_file
-
-    weights = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
-    return {"name": Path(folder).name, "file": str(weights[0] if weights else folder), "sha256": sha256_file(weights[0]) if weights else ""}
-
 
 def _images(jpegs: list[bytes]) -> list:
     from PIL import Image
@@ -48,8 +40,8 @@ def _images(jpegs: list[bytes]) -> list:
     return [Image.open(io.BytesIO(j)).convert("RGB") for j in jpegs]
 
 
-class ImageEncoder:
-    column = "feat_face"
+class _VisionEncoder:
+    """A local transformers vision model with its image processor, in eval mode on `device`."""
 
     def __init__(self, folder: Path, device: str) -> None:
         from transformers import AutoImageProcessor, AutoModel
@@ -57,6 +49,10 @@ class ImageEncoder:
         self.processor = AutoImageProcessor.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).to(device).eval()
         self.device = device
+
+
+class ImageEncoder(_VisionEncoder):
+    column = "feat_face"
 
     @torch.inference_mode()
     def __call__(self, rows: list[dict]) -> list[list[float] | None]:
@@ -76,16 +72,12 @@ class ImageEncoder:
         return out
 
 
-class VideoEncoder:
+class VideoEncoder(_VisionEncoder):
     column = "feat_video"
 
     def __init__(self, folder: Path, device: str) -> None:
-        from transformers import AutoImageProcessor, AutoModel
-
-        self.processor = AutoImageProcessor.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).to(device).eval()
+        super().__init__(folder, device)
         self.frames = getattr(self.model.config, "num_frames", 16)
-        self.device = device
 
     @torch.inference_mode()
     def __call__(self, rows: list[dict]) -> list[list[float] | None]:
@@ -119,9 +111,9 @@ class AudioEncoder:
         out: list[list[float] | None] = [None] * len(rows)
         for i, row in enumerate(rows):  # one clip at a time: lengths differ, and padding would enter the mean
             samples = self.audio.get(row["clip_id"])
-            if samples is None or samples.size < SAMPLE_RATE // 10:
+            if samples is None or samples.size < AUDIO_SAMPLE_RATE // 10:
                 continue
-            inputs = self.extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt").to(self.device)
+            inputs = self.extractor(samples, sampling_rate=AUDIO_SAMPLE_RATE, return_tensors="pt").to(self.device)
             out[i] = self.model(**inputs).last_hidden_state.mean(1)[0].float().cpu().numpy().tolist()
         return out
 
@@ -151,14 +143,14 @@ def _encode(out_dir: Path, image: Path | None, video: Path | None, audio: Path |
     encoders, ids = [], {}
     if image:
         encoders.append(ImageEncoder(image, device))
-        ids["feat_face"] = _weights_id(image)
+        ids["feat_face"] = folder_weights_id(image)
     if video:
         encoders.append(VideoEncoder(video, device))
-        ids["feat_video"] = _weights_id(video)
+        ids["feat_video"] = folder_weights_id(video)
     if audio:
         clip_ids = {c for f in files for c in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist()}
         encoders.append(AudioEncoder(audio, device, dict(stored_audio(out_dir, clip_ids))))
-        ids["feat_audio"] = _weights_id(audio)
+        ids["feat_audio"] = folder_weights_id(audio)
     config = config_from_dict(manifest["config"])
     writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)
     filled = {column: 0 for column in ids}

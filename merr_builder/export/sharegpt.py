@@ -26,10 +26,8 @@ import numpy as np
 
 from merr_builder.atomic import write_bytes_atomic
 from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows, stored_audio
+from merr_builder.media import AUDIO_SAMPLE_RATE
 from merr_builder.tasks import TASKS, instruction, target
-
-SAMPLE_RATE = 16_000
-
 
 @dataclass
 class ShareGPTExport:
@@ -94,7 +92,7 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
+        out.setframerate(AUDIO_SAMPLE_RATE)
         out.writeframes(pcm.tobytes())
 
 

@@ -52,11 +52,9 @@ class TransformersLLM:
         self._decoder: GreedyStaticDecoder | None = None
 
     def model_id(self) -> dict[str, str]:
-        from merr_builder.assets import sha256_file
+        from merr_builder.assets import folder_weights_id
 
-        weights = sorted(self.model_dir.glob("*.safetensors"))
-        return {"name": self.model_dir.name, "file": str(weights[0]) if weights else str(self.model_dir),
-                "sha256": sha256_file(weights[0]) if weights else ""}  # fmt: skip
+        return folder_weights_id(self.model_dir)
 
     def _prompt(self, request: ChatRequest) -> str:
         return self.tokenizer.apply_chat_template(request.messages(), tokenize=False, add_generation_prompt=True)
