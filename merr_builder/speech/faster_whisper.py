@@ -13,7 +13,43 @@ import numpy as np
 
 from merr_builder.assets import whisper_base_dir
 from merr_builder.speech.flags import flag
-from merr_builder.speech.protocol import Segment, Transcript, Word
+from merr_builder.speech.protocol import Segment, Transcript, Word, join_texts
+
+
+def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTranslate2)
+    from faster_whisper import WhisperModel
+
+    class WhisperModelSharingEncoder(WhisperModel):
+        """WhisperModel that encodes a clip's first 30 s window once, not twice.
+
+        faster-whisper 1.2 detects the language on one encoding of the first window and then, to decode,
+        encodes that window again: on MERR's short clips (one window each) that second pass is a third of
+        all ASR time. Here language detection reads the window exactly as decoding will (`generate_segments`
+        drops the last mel frame), and `encode` hands back the kept encoding when that same window comes.
+        """
+
+        _kept: tuple[np.ndarray, object] | None = None  # (window, its encoding) from language detection
+        _detecting = False
+
+        def detect_language(self, audio=None, features=None, **kwargs):  # type: ignore[no-untyped-def]
+            if features is not None and features.shape[-1] > 1:  # (VAD can leave a single frame)
+                features = features[..., :-1]  # the content frames, as generate_segments reads them
+            self._detecting = True
+            try:
+                return super().detect_language(audio=audio, features=features, **kwargs)
+            finally:
+                self._detecting = False
+
+        def encode(self, features: np.ndarray):  # type: ignore[no-untyped-def]
+            kept, self._kept = self._kept, None  # reused at most once
+            if not self._detecting and kept is not None and np.array_equal(kept[0], features):
+                return kept[1]
+            encoded = super().encode(features)
+            if self._detecting:
+                self._kept = (features.copy(), encoded)
+            return encoded
+
+    return WhisperModelSharingEncoder
 
 
 class FasterWhisperASR:
@@ -29,10 +65,10 @@ class FasterWhisperASR:
         cpu_threads: int = 0,
         temperature_fallback: bool = False,
     ) -> None:
-        from faster_whisper import WhisperModel
-
         self.model_dir = whisper_base_dir(model_dir)
-        self.model = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self.model = _whisper_model_class()(
+            str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
         self.beam_size = beam_size
         self.vad = vad
         # Without fallback a doubtful segment keeps its greedy/beam text and is flagged instead (flags.py).
@@ -57,7 +93,6 @@ class FasterWhisperASR:
             )
             for s in segments
         )  # fmt: skip
-        joiner = "" if info.language in ("zh", "ja", "th", "lo", "my") and task == "transcribe" else " "
-        text = joiner.join(p.text for p in parts if p.text).strip()
+        text = join_texts([p.text for p in parts], info.language, task)
         transcript = Transcript(text, info.language, float(info.language_probability), parts, task)
         return replace(transcript, flags=flag(transcript, language_forced=language is not None))

@@ -53,6 +53,15 @@ class Transcript:
         return [w for s in self.segments for w in s.words]
 
 
+_UNSPACED = ("zh", "ja", "th", "lo", "my")  # scripts written without spaces between words
+
+
+def join_texts(texts: list[str], language: str, task: str) -> str:
+    """Segment texts joined as the language writes them (translations are English, spaced)."""
+    joiner = "" if language in _UNSPACED and task == "transcribe" else " "
+    return joiner.join(t for t in texts if t).strip()
+
+
 class ASRBackend(Protocol):
     name: ClassVar[str]
 

@@ -20,6 +20,7 @@ from merr_builder.speech.flags import EMPTY_SIDECAR
 from merr_builder.speech.protocol import ASRBackend, Transcript
 from merr_builder.speech.sidecar import Sidecar, find_sidecar, read_sidecar
 from merr_builder.speech.tone import egemaps, pace
+from merr_builder.speech.windows import transcribe_windowed, windowed_mean
 from merr_builder.stage import PartitionBatch
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -33,6 +34,10 @@ def guess_language(text: str) -> str | None:
     if cjk == latin == 0:
         return None
     return "zh" if cjk > latin else "en"
+
+
+def _egemaps_values(audio: np.ndarray, sample_rate: int) -> list[float]:
+    return egemaps(audio, sample_rate)[0]
 
 
 def make_asr(config: SpeechConfig) -> ASRBackend | None:
@@ -71,10 +76,10 @@ class SpeechAnalyser:
         asr: Transcript | None = None
         if audio is not None and self.asr is not None:
             task = "translate" if self.config.translate else "transcribe"
-            asr = self.asr.transcribe(audio, self.config.language, task)
+            asr = transcribe_windowed(self.asr, audio, AUDIO_SAMPLE_RATE, self.config.language, task)
         has_speech = bool(asr is not None and asr.text.strip())
         rate, pause_ratio, span = pace(asr.words) if asr is not None else (None, None, 0.0)
-        features = egemaps(audio, AUDIO_SAMPLE_RATE)[0] if audio is not None and len(audio) else None
+        features = windowed_mean(_egemaps_values, audio, AUDIO_SAMPLE_RATE) if audio is not None and len(audio) else None
         row = {
             "clip_id": clip.clip_id,
             "has_speech": has_speech,
@@ -139,7 +144,7 @@ class SpeechStage:
     """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
 
     name = "speech"
-    version = "2"  # 2: an empty sidecar gives way to ASR
+    version = "3"  # 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows
     config_section = "speech"
     output_schema = SPEECH_SCHEMA
 

@@ -8,6 +8,7 @@ import pytest
 
 from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio
 from merr_builder.speech.faster_whisper import FasterWhisperASR
+from merr_builder.speech.windows import transcribe_windowed, window_bounds
 from merr_builder.speech.flags import LOW_LANGUAGE_PROBABILITY, REPETITION, _repeats
 
 MER_CLIPS = ["sample_00000338", "sample_00000669", "sample_00000727", "samplenew_00061200"]
@@ -84,3 +85,62 @@ def test_repetition_detection():
     assert _repeats("哈哈啊啊啊啊啊啊啊啊啊") and _repeats("you, you, you, you, I said")
     assert _repeats("I don't want to die. I don't want to die. I don't want to die.")
     assert not _repeats("今天天天气很好") and not _repeats("") and not _repeats("hello hello world")
+
+
+class _CountingEncoder:
+    """Wraps the CTranslate2 Whisper model and counts encoder passes; everything else goes through."""
+
+    def __init__(self, model) -> None:
+        self.model, self.encodes = model, 0
+
+    def encode(self, *args, **kwargs):
+        self.encodes += 1
+        return self.model.encode(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_language_detection_shares_the_decoding_encoder_pass(clips):
+    from faster_whisper import WhisperModel
+
+    asr = FasterWhisperASR()
+    counting = asr.model.model = _CountingEncoder(asr.model.model)
+    audio = decode_audio(str(clips.speech["speech_zh_sad"]))  # one 30 s window
+    ours = asr.transcribe(audio, None, "transcribe")
+    assert counting.encodes == 1  # plain faster-whisper 1.2 encodes this window twice
+
+    # The same words, language and timings as faster-whisper's own pipeline.
+    plain = WhisperModel(str(asr.model_dir), device="cpu", compute_type="int8")
+    segments, info = plain.transcribe(audio, beam_size=5, vad_filter=True, word_timestamps=True,
+                                      temperature=[0.0], condition_on_previous_text=False)  # fmt: skip
+    segments = list(segments)
+    assert info.language == ours.language and abs(info.language_probability - ours.language_probability) < 0.05
+    assert [s.text.strip() for s in segments] == [s.text for s in ours.segments]
+    assert [w.start for s in segments for w in s.words] == [w.start for w in ours.words]
+
+
+def test_a_transcript_joined_across_windows_keeps_every_sentence_in_place(asr, clips):
+    names = ["speech_en_happy", "speech_en_angry", "speech_en_calm"]
+    gap = np.zeros(2 * AUDIO_SAMPLE_RATE, dtype=np.float32)
+    pieces, starts, t = [], [], 0.0
+    for name in names:
+        speech = decode_audio(str(clips.speech[name]))
+        pieces += [speech, gap]
+        starts.append(t)
+        t += (len(speech) + len(gap)) / AUDIO_SAMPLE_RATE
+    audio = np.concatenate(pieces)
+    window_s = 7.0  # cuts this 19 s recording into three windows
+    assert len(window_bounds(audio, AUDIO_SAMPLE_RATE, window_s)) >= 3
+
+    transcript = transcribe_windowed(asr, audio, AUDIO_SAMPLE_RATE, None, "transcribe", window_s)
+    reference = " ".join(clips.texts[n][1] for n in names)
+    assert transcript.language == "en"
+    assert word_error_rate(reference, transcript.text) <= 0.2, transcript.text
+    times = [w.start for w in transcript.words]
+    assert times == sorted(times) and 0 <= times[0] and transcript.words[-1].end <= len(audio) / AUDIO_SAMPLE_RATE
+    # Each sentence's first word is heard where that sentence was placed, in clip time.
+    for name, start in zip(names, starts):
+        first = clips.texts[name][1].split()[0].lower().strip(",.?'")
+        heard = [w.start for w in transcript.words if w.word.lower().strip(",.?'").startswith(first[:3])]
+        assert any(abs(h - start) < 1.5 for h in heard), (name, start, heard)

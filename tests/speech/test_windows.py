@@ -1,0 +1,38 @@
+"""Long clips in windows: cuts at quiet points and averaged functionals (the joined transcript: test_asr)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from merr_builder.media import AUDIO_SAMPLE_RATE as SR
+from merr_builder.media import decode_audio
+from merr_builder.speech.tone import egemaps
+from merr_builder.speech.windows import window_bounds, windowed_mean
+
+
+def test_windows_cover_the_audio_and_cut_in_the_quiet():
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0, 0.3, 150 * SR).astype(np.float32)  # loud everywhere …
+    for quiet_s in (57.0, 116.5):  # … but for two 200 ms gaps within 5 s of each 60 s limit
+        audio[int(quiet_s * SR) : int((quiet_s + 0.2) * SR)] = 0.0
+    bounds = window_bounds(audio, SR, 60.0)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # contiguous
+    assert all(0 < end - start <= 60 * SR for start, end in bounds)
+    cuts = [end / SR for _, end in bounds[:-1]]
+    assert len(cuts) == 2 and 57.0 <= cuts[0] <= 57.2 and 116.5 <= cuts[1] <= 116.7
+    assert window_bounds(audio[: 30 * SR], SR, 60.0) == [(0, 30 * SR)]
+
+
+def test_functionals_of_one_window_are_the_clips_own_and_longer_clips_average(clips):
+    audio = decode_audio(str(clips.speech["speech_en_happy"]))
+
+    def values(a, sr):
+        return egemaps(a, sr)[0]
+
+    assert windowed_mean(values, audio, SR) == values(audio, SR)
+    doubled = np.concatenate([audio, np.zeros(len(audio), dtype=np.float32), audio])
+    bounds = window_bounds(doubled, SR, len(audio) / SR * 1.2)
+    expected = sum((b - a) * np.array(values(doubled[a:b], SR)) for a, b in bounds) / len(doubled)
+    assert windowed_mean(values, doubled, SR, len(audio) / SR * 1.2) == pytest.approx(expected.tolist())
