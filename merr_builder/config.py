@@ -110,7 +110,7 @@ class SpeechConfig(_Section):
     language: str | None = Field(None, description="ISO 639-1 code to force (MER2023: zh); None: detect")
     translate: bool = Field(False, description="transcribe into English (MERR's subtitles are English)")
     vad: bool = Field(True, description="voice-activity detection before ASR")
-    beam_size: int = Field(5, ge=1, le=10, description="5: Whisper's default (here faster than greedy, which falls back to sampling on hard clips)")
+    beam_size: int = Field(5, ge=1, le=10, description="5: Whisper's default; 1 (greedy) is about 10 % faster")
     temperature_fallback: bool = Field(
         False, description="re-decode doubtful segments at higher temperatures (Whisper's default; slower)"
     )

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from merr_builder.labels import MERR_LABELS
 from merr_builder.manifest import MANIFEST
+from merr_builder.media import stored_audio_of
 from merr_builder.runner import PartitionRun
 from merr_builder.store import PartitionStore
 
@@ -57,9 +58,9 @@ def stored_audio(out_dir: Path, clip_ids: set[str]) -> Iterator[tuple[str, np.nd
         for run in map(lambda r: PartitionRun(**r), runs):
             if run.stage != "media" or not store.has(run.stage, run.index, run.key):
                 continue
-            for row in store.read_outputs(run.stage, run.index, run.key, {"clip_id", "audio_f32"}).to_pylist():
-                if row["clip_id"] in clip_ids and row["audio_f32"] is not None:
-                    yield row["clip_id"], np.frombuffer(row["audio_f32"], dtype="<f4")
+            for clip_id, samples in stored_audio_of(store.read_outputs(run.stage, run.index, run.key, {"clip_id", "audio_f32"})):
+                if clip_id in clip_ids and samples is not None:
+                    yield clip_id, samples
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
+import pyarrow as pa
 
 from merr_builder.config import BuildConfig, MediaConfig
 from merr_builder.ingest import ClipInfo
@@ -52,13 +54,31 @@ def _last_line(stderr: bytes) -> str:
     return lines[-1] if lines else "no message"
 
 
-def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
-    """The first audio stream as mono float32 at `sample_rate`."""
+def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE, expected_s: float | None = None) -> np.ndarray:
+    """The first audio stream as mono float32 at `sample_rate`.
+
+    The samples are read from ffmpeg's pipe straight into one array sized for `expected_s` (grown if the
+    stream is longer), so a long clip's audio is held once, not as pipe chunks plus their joined copy."""
     cmd = [*_FFMPEG, "-i", path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: audio does not decode ({_last_line(proc.stderr)})")
-    return np.frombuffer(proc.stdout, dtype="<f4")
+    samples = np.empty(int((expected_s or 10.0) * sample_rate) + sample_rate, dtype="<f4")
+    filled = 0  # bytes
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg cannot block on it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)
+        assert proc.stdout is not None
+        with proc.stdout:
+            while True:
+                if filled == samples.nbytes:
+                    samples = np.concatenate([samples, np.empty_like(samples)])
+                got = proc.stdout.readinto(memoryview(samples).cast("B")[filled:])
+                if not got:
+                    break
+                filled += got
+        code = proc.wait()
+        stderr.seek(0)
+        message = stderr.read()
+    if code != 0:
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: audio does not decode ({_last_line(message)})")
+    return samples[: filled // 4]
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -224,7 +244,7 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
     frames, times = uniform_frames(clip, config)
     audio_bytes, audio_s = None, None
     if clip.has_audio:
-        audio = decode_audio(clip.source_path)
+        audio = decode_audio(clip.source_path, expected_s=clip.audio_duration_s or clip.duration_s)
         audio_s = len(audio) / AUDIO_SAMPLE_RATE
         declared = clip.audio_duration_s or clip.duration_s
         if declared - audio_s > config.truncation_tolerance_s:
@@ -237,13 +257,16 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
     return MediaOutput(clip.clip_id, audio_bytes, audio_s, frames, times)
 
 
+def stored_audio_of(table: pa.Table) -> Iterator[tuple[str, np.ndarray | None]]:
+    """(clip_id, samples) of a media table's rows; the samples are views into Arrow's buffers, not copies."""
+    values = (value for chunk in table.column("audio_f32").chunks for value in chunk)
+    for clip_id, value in zip(table.column("clip_id").to_pylist(), values):
+        yield clip_id, (np.frombuffer(value.as_buffer(), dtype="<f4") if value.is_valid else None)
+
+
 def audio_by_clip(batch: PartitionBatch) -> dict[str, np.ndarray | None]:
     """The media stage's decoded audio of each clip in a batch (None without audio)."""
-    table = batch.upstream["media"]
-    return {
-        clip_id: (np.frombuffer(audio, "<f4") if audio else None)
-        for clip_id, audio in zip(table.column("clip_id").to_pylist(), table.column("audio_f32").to_pylist())
-    }
+    return dict(stored_audio_of(batch.upstream["media"]))
 
 
 def map_clips_with_audio(
