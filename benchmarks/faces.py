@@ -29,7 +29,7 @@ from merr_builder.config import BuildConfig  # noqa: E402
 from merr_builder.faces.mediapipe import MediaPipeExtractor  # noqa: E402
 from merr_builder.faces.stage import FaceAnalyser  # noqa: E402
 from merr_builder.ingest import ClipSource, probe  # noqa: E402
-from merr_builder.media import decode_audio  # noqa: E402
+from merr_builder.media import ClipAudio  # noqa: E402
 
 
 class CountingExtractor(MediaPipeExtractor):
@@ -61,7 +61,7 @@ def main() -> None:
                     data / "WolfgangLanger_Pexels.mp4", data / "face_noface.mov", data / "noface_face.mov"])  # fmt: skip
     config = BuildConfig()
     clips = [probe(ClipSource(p.stem, str(p)), config.ingest) for p in paths]
-    audio = {c.clip_id: decode_audio(c.source_path) for c in clips}
+    audio = {c.clip_id: ClipAudio(c.source_path) if c.has_audio else None for c in clips}
     analyser = FaceAnalyser(config.faces, config.media, CountingExtractor())
     seconds_of_video = sum(c.video_duration_s for c in clips)
 

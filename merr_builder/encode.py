@@ -28,9 +28,10 @@ import torch
 from merr_builder.atomic import write_bytes_atomic
 from merr_builder.config import config_from_dict
 from merr_builder.assets import folder_weights_id
-from merr_builder.finished_build import read_manifest, stored_audio
+from merr_builder.finished_build import read_manifest
 from merr_builder.manifest import MANIFEST
-from merr_builder.media import AUDIO_SAMPLE_RATE
+from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio
+from merr_builder.quarantine import ClipError
 from merr_builder.schema import SCHEMA_VERSION, SHARD_SCHEMA
 from merr_builder.shards import ShardWriter
 
@@ -99,18 +100,29 @@ class VideoEncoder(_VisionEncoder):
 class AudioEncoder:
     column = "feat_audio"
 
-    def __init__(self, folder: Path, device: str, audio: dict[str, np.ndarray]) -> None:
+    def __init__(self, folder: Path, device: str) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
 
         self.extractor = AutoFeatureExtractor.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).to(device).eval()
-        self.device, self.audio = device, audio
+        self.device = device
+
+    @staticmethod
+    def _samples(row: dict) -> np.ndarray | None:
+        """The clip's 16 kHz audio decoded from its source as the build decodes it; None without audio
+        or when the source no longer decodes (the row keeps a null feature)."""
+        if not row.get("has_audio"):
+            return None
+        try:
+            return decode_audio(row["source_path"], expected_s=row.get("duration_s"))
+        except ClipError:
+            return None
 
     @torch.inference_mode()
     def __call__(self, rows: list[dict]) -> list[list[float] | None]:
         out: list[list[float] | None] = [None] * len(rows)
         for i, row in enumerate(rows):  # one clip at a time: lengths differ, and padding would enter the mean
-            samples = self.audio.get(row["clip_id"])
+            samples = self._samples(row)
             if samples is None or samples.size < AUDIO_SAMPLE_RATE // 10:
                 continue
             inputs = self.extractor(samples, sampling_rate=AUDIO_SAMPLE_RATE, return_tensors="pt").to(self.device)
@@ -148,8 +160,7 @@ def _encode(out_dir: Path, image: Path | None, video: Path | None, audio: Path |
         encoders.append(VideoEncoder(video, device))
         ids["feat_video"] = folder_weights_id(video)
     if audio:
-        clip_ids = {c for f in files for c in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist()}
-        encoders.append(AudioEncoder(audio, device, dict(stored_audio(out_dir, clip_ids))))
+        encoders.append(AudioEncoder(audio, device))
         ids["feat_audio"] = folder_weights_id(audio)
     config = config_from_dict(manifest["config"])
     writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)

@@ -8,14 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 
 from merr_builder.labels import MERR_LABELS
 from merr_builder.manifest import MANIFEST
-from merr_builder.media import stored_audio_of
-from merr_builder.runner import PartitionRun
-from merr_builder.store import PartitionStore
 
 
 class ExportError(RuntimeError):
@@ -49,18 +45,6 @@ def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:
         )
     labelled = [r for r in rows if r["label"] is not None]
     return labelled, len(rows) - len(labelled)
-
-
-def stored_audio(out_dir: Path, clip_ids: set[str]) -> Iterator[tuple[str, np.ndarray]]:
-    """(clip_id, 16 kHz mono float32 samples) from the media stage's stored outputs."""
-    store = PartitionStore(Path(out_dir))
-    for runs in read_manifest(out_dir).get("partitions", []):
-        for run in map(lambda r: PartitionRun(**r), runs):
-            if run.stage != "media" or not store.has(run.stage, run.index, run.key):
-                continue
-            for clip_id, samples in stored_audio_of(store.read_outputs(run.stage, run.index, run.key, {"clip_id", "audio_f32"})):
-                if clip_id in clip_ids and samples is not None:
-                    yield clip_id, samples
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
-import pyarrow as pa
 
 from merr_builder.config import BuildConfig, MediaConfig
 from merr_builder.ingest import ClipInfo
@@ -43,7 +42,6 @@ class MediaOutput:
     """The media stage's output row (schema.MEDIA_SCHEMA)."""
 
     clip_id: str
-    audio_f32: bytes | None
     audio_duration_s: float | None
     frames_jpeg: list[bytes]
     frame_times_s: list[float]
@@ -54,31 +52,56 @@ def _last_line(stderr: bytes) -> str:
     return lines[-1] if lines else "no message"
 
 
-def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE, expected_s: float | None = None) -> np.ndarray:
-    """The first audio stream as mono float32 at `sample_rate`.
+AUDIO_BLOCK_S = 10.0  # seconds of audio read from ffmpeg at a time
 
-    The samples are read from ffmpeg's pipe straight into one array sized for `expected_s` (grown if the
-    stream is longer), so a long clip's audio is held once, not as pipe chunks plus their joined copy."""
+
+def iter_audio_blocks(path: str, block_s: float = AUDIO_BLOCK_S, sample_rate: int = AUDIO_SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """The first audio stream as mono float32 at `sample_rate`, streamed from ffmpeg in blocks of `block_s`
+    seconds (the last one shorter): a clip's audio is never held whole."""
     cmd = [*_FFMPEG, "-i", path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
-    samples = np.empty(int((expected_s or 10.0) * sample_rate) + sample_rate, dtype="<f4")
-    filled = 0  # bytes
+    block_bytes = max(1, int(block_s * sample_rate)) * 4
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg cannot block on it
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)
         assert proc.stdout is not None
-        with proc.stdout:
+        finished = False
+        try:
             while True:
-                if filled == samples.nbytes:
-                    samples = np.concatenate([samples, np.empty_like(samples)])
-                got = proc.stdout.readinto(memoryview(samples).cast("B")[filled:])
-                if not got:
+                block = np.empty(block_bytes // 4, dtype="<f4")
+                view, filled = memoryview(block).cast("B"), 0
+                while filled < block_bytes and (got := proc.stdout.readinto(view[filled:])):
+                    filled += got
+                if filled:
+                    yield block[: filled // 4]
+                if filled < block_bytes:
                     break
-                filled += got
-        code = proc.wait()
+            finished = True
+        finally:
+            if not finished:  # the reader stopped early (or failed): ffmpeg is not needed any more
+                proc.kill()
+            proc.stdout.close()
+            code = proc.wait()
         stderr.seek(0)
         message = stderr.read()
     if code != 0:
         raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: audio does not decode ({_last_line(message)})")
-    return samples[: filled // 4]
+
+
+def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE, expected_s: float | None = None) -> np.ndarray:
+    """The first audio stream as one array (mono float32 at `sample_rate`); read in one block when
+    `expected_s` is about right. The build's stages stream it instead (`ClipAudio`)."""
+    blocks = list(iter_audio_blocks(path, (expected_s or 30.0) + 1.0, sample_rate))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.empty(0, dtype="<f4")
+
+
+@dataclass(frozen=True)
+class ClipAudio:
+    """A clip's audio, decoded from its source on demand and streamed in blocks, so that the stages that
+    listen (faces, speech) hold a bounded amount of it whatever the clip's length."""
+
+    path: str
+
+    def blocks(self, block_s: float = AUDIO_BLOCK_S) -> Iterator[np.ndarray]:
+        return iter_audio_blocks(self.path, block_s)
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -242,10 +265,9 @@ def uniform_frames(clip: ClipInfo, config: MediaConfig) -> tuple[list[bytes], li
 
 def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
     frames, times = uniform_frames(clip, config)
-    audio_bytes, audio_s = None, None
-    if clip.has_audio:
-        audio = decode_audio(clip.source_path, expected_s=clip.audio_duration_s or clip.duration_s)
-        audio_s = len(audio) / AUDIO_SAMPLE_RATE
+    audio_s = None
+    if clip.has_audio:  # decoded through once to check it is whole; the stages that listen stream it again
+        audio_s = sum(len(block) for block in iter_audio_blocks(clip.source_path)) / AUDIO_SAMPLE_RATE
         declared = clip.audio_duration_s or clip.duration_s
         if declared - audio_s > config.truncation_tolerance_s:
             raise ClipError(
@@ -253,35 +275,27 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
                 f"{clip.source_path}: audio decodes to {audio_s:.2f} s of the {declared:.2f} s its container "
                 "declares (truncated or corrupt file)",
             )
-        audio_bytes = audio.tobytes()
-    return MediaOutput(clip.clip_id, audio_bytes, audio_s, frames, times)
-
-
-def stored_audio_of(table: pa.Table) -> Iterator[tuple[str, np.ndarray | None]]:
-    """(clip_id, samples) of a media table's rows; the samples are views into Arrow's buffers, not copies."""
-    values = (value for chunk in table.column("audio_f32").chunks for value in chunk)
-    for clip_id, value in zip(table.column("clip_id").to_pylist(), values):
-        yield clip_id, (np.frombuffer(value.as_buffer(), dtype="<f4") if value.is_valid else None)
-
-
-def audio_by_clip(batch: PartitionBatch) -> dict[str, np.ndarray | None]:
-    """The media stage's decoded audio of each clip in a batch (None without audio)."""
-    return dict(stored_audio_of(batch.upstream["media"]))
+    return MediaOutput(clip.clip_id, audio_s, frames, times)
 
 
 def map_clips_with_audio(
-    stage: str, batch: PartitionBatch, analyse: Callable[[ClipInfo, np.ndarray | None], T]
+    stage: str, batch: PartitionBatch, analyse: Callable[[ClipInfo, ClipAudio | None], T]
 ) -> StageResult[T]:
-    """Run `analyse(clip, audio)` on each clip of a batch, a failing clip quarantined alone."""
-    audio = audio_by_clip(batch)
-    return map_clips(stage, batch.clips, lambda c: analyse(c, audio.get(c.clip_id)), lambda c: (c.clip_id, c.source_path))
+    """Run `analyse(clip, audio)` on each clip of a batch (audio None for a clip without), a failing clip
+    quarantined alone."""
+    return map_clips(
+        stage,
+        batch.clips,  # the clips whose audio the media stage found whole
+        lambda c: analyse(c, ClipAudio(c.source_path) if c.has_audio else None),
+        lambda c: (c.clip_id, c.source_path),
+    )
 
 
 class MediaStage:
-    """Decode a partition's audio (16 kHz mono float32) and K uniform frames (JPEG)."""
+    """Check each clip's audio decodes whole (16 kHz mono float32) and take K uniform frames (JPEG)."""
 
     name = "media"
-    version = "1"
+    version = "2"  # 2: the audio is streamed from the source by the stages that listen, not stored
     config_section = "media"
     output_schema = MEDIA_SCHEMA
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
 
-SCHEMA_VERSION = "1.3.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode)
+SCHEMA_VERSION = "1.4.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -63,7 +63,6 @@ MEDIA_SCHEMA = _schema(
     "stage.media",
     [
         _field("clip_id", pa.string(), "clip identifier", False),
-        _field("audio_f32", pa.binary(), "16 kHz mono float32 little-endian PCM; null without audio"),
         _field("audio_duration_s", pa.float64(), "seconds of decoded audio; null without audio"),
         _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG", False),
         _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each kept frame", False),

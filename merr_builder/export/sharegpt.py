@@ -1,7 +1,7 @@
 """`merr export sharegpt`: instruction samples for LLaMA-Factory, in its ShareGPT multimodal format.
 
 Writes FILE (a JSON list), a media folder beside it (`<stem>_media/images/<clip>.jpg`: the peak frame;
-`<stem>_media/audios/<clip>.wav`: the build's 16 kHz mono audio) and registers the dataset in
+`<stem>_media/audios/<clip>.wav`: the clip's 16 kHz mono audio, decoded as the build decodes it) and registers the dataset in
 `dataset_info.json` beside FILE (merged with one already there), so `dataset_dir` = FILE's folder works
 as it is. Each sample:
 
@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from merr_builder.atomic import write_bytes_atomic
-from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows, stored_audio
-from merr_builder.media import AUDIO_SAMPLE_RATE
+from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows
+from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio
+from merr_builder.quarantine import ClipError
 from merr_builder.tasks import TASKS, instruction, target
+
 
 @dataclass
 class ShareGPTExport:
@@ -48,7 +50,6 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
     media_name = f"{to.stem}_media"
     samples: list[dict] = []
     by_task = {t: 0 for t in tasks}
-    audio_clips: set[str] = set()
     to.parent.mkdir(parents=True, exist_ok=True)
     with fresh_folder(to.parent / media_name) as media:
         (media / "images").mkdir()
@@ -65,35 +66,33 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
                 extra["images"] = [f"{media_name}/images/{row['clip_id']}.jpg"]
             tokens += "<video>"
             extra["videos"] = [row["source_path"]]
-            if row["has_audio"]:
+            # a clip whose source no longer decodes keeps its video slot and loses the audio one
+            if row["has_audio"] and _write_wav(media / "audios" / f"{row['clip_id']}.wav", ClipAudio(row["source_path"])):
                 tokens += "<audio>"
                 extra["audios"] = [f"{media_name}/audios/{row['clip_id']}.wav"]
-                audio_clips.add(row["clip_id"])
             for task, answer in answers.items():
                 human = tokens + instruction(task, row["transcript"], rng, with_slots=False)
                 conversation = [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
                 samples.append({"conversations": conversation, **extra, "clip_id": row["clip_id"], "task": task})
                 by_task[task] += 1
-        written = set()
-        for clip_id, samples_f32 in stored_audio(out_dir, audio_clips):
-            _write_wav(media / "audios" / f"{clip_id}.wav", samples_f32)
-            written.add(clip_id)
-        for sample in samples:  # a clip whose stored audio is gone keeps its video, loses the audio slot
-            if sample.get("audios") and sample["clip_id"] not in written:
-                del sample["audios"]
-                sample["conversations"][0]["value"] = sample["conversations"][0]["value"].replace("<audio>", "", 1)
     write_bytes_atomic(to, (json.dumps(samples, ensure_ascii=False, indent=1) + "\n").encode())
     _register(to, name)
     return ShareGPTExport(to, len(samples), by_task, len({s["clip_id"] for s in samples}), unlabelled)
 
 
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(AUDIO_SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
+def _write_wav(path: Path, audio: ClipAudio) -> bool:
+    """16-bit PCM WAV of the clip's audio, written block by block; False (and no file) when it does not decode."""
+    try:
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(AUDIO_SAMPLE_RATE)
+            for block in audio.blocks():
+                out.writeframes((np.clip(block, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    except ClipError:
+        path.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _register(file: Path, name: str) -> None:

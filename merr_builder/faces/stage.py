@@ -24,7 +24,7 @@ from merr_builder.faces.tracking import (
 )  # fmt: skip
 from merr_builder.ingest import ClipInfo
 from merr_builder.media import (
-    AUDIO_SAMPLE_RATE, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
+    AUDIO_SAMPLE_RATE, ClipAudio, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
 )  # fmt: skip
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult
 from merr_builder.schema import FACES_SCHEMA
@@ -97,7 +97,7 @@ class FaceAnalyser:
         self.media = media
         self.extractor = extractor or make_extractor(faces)
 
-    def analyse(self, clip: ClipInfo, audio: np.ndarray | None) -> dict:
+    def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
         cfg = self.config
         frames_in = iter_frames(clip, self.media) if self.extractor.needs_frames else iter(())
         coarse = self.extractor.analyse(clip, frames_in)
@@ -111,7 +111,7 @@ class FaceAnalyser:
                 f"({'every frame' if self.media.every_frame else f'{self.media.sample_fps:g} per second'})",
             )
         step = 1.0 / self.media.sample_fps
-        speaking = speech_activity(audio, AUDIO_SAMPLE_RATE, [f.time_s for f in coarse], step)
+        speaking = speech_activity(audio.blocks() if audio else None, AUDIO_SAMPLE_RATE, [f.time_s for f in coarse], step)
         main = choose_main_face(coarse, clip.width * clip.height, speaking, cfg.min_track_share)
         series, faces = _series(coarse, main.track_id)  # type: ignore[arg-type]
         weights = au_weights(series, cfg.peak_method, cfg.most_frequent_k, cfg.exclude_aus)

@@ -7,6 +7,7 @@ someone speaks (the active speaker) is preferred.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,17 +97,39 @@ def drop_glimpses(frames: list[FrameFaces], min_frames: int = 2, min_clip_frames
     return removed
 
 
-def speech_activity(audio: np.ndarray | None, sample_rate: int, times_s: list[float], window_s: float) -> np.ndarray:
+def speech_activity(
+    blocks: Iterable[np.ndarray] | None, sample_rate: int, times_s: list[float], window_s: float
+) -> np.ndarray:
     """Per analysed frame: True where the audio around it is speech-loud (energy within 20 dB of the clip's
-    loud parts, and those parts above -45 dBFS). All False without audio."""
-    if audio is None or len(audio) == 0:
+    loud parts, and those parts above -45 dBFS). All False without audio.
+
+    The audio comes as a stream of blocks; only the samples the next frames' windows need are held."""
+    if blocks is None:
         return np.zeros(len(times_s), dtype=bool)
     half = max(1, int(window_s * sample_rate / 2))
-    rms = []
-    for t in times_s:
-        centre = int(t * sample_rate)
-        chunk = audio[max(0, centre - half) : centre + half]
-        rms.append(float(np.sqrt(np.mean(chunk**2))) if len(chunk) else 0.0)
+    spans = [(max(0, int(t * sample_rate) - half), int(t * sample_rate) + half) for t in times_s]
+    order = sorted(range(len(spans)), key=lambda i: spans[i][0])
+    rms = [0.0] * len(spans)
+    held, held_from, done, total = np.empty(0, dtype=np.float32), 0, 0, 0
+
+    def settle(final: bool) -> int:
+        k = done
+        while k < len(order) and (final or spans[order[k]][1] <= held_from + len(held)):
+            start, end = spans[order[k]]
+            chunk = held[start - held_from : end - held_from]
+            rms[order[k]] = float(np.sqrt(np.mean(chunk**2))) if len(chunk) else 0.0
+            k += 1
+        return k
+
+    for block in blocks:
+        held = np.concatenate([held, block])
+        total += len(block)
+        done = settle(final=False)
+        keep_from = min(spans[order[done]][0], held_from + len(held)) if done < len(order) else held_from + len(held)
+        held, held_from = held[keep_from - held_from :], keep_from
+    settle(final=True)
+    if total == 0:
+        return np.zeros(len(times_s), dtype=bool)
     db = 20 * np.log10(np.maximum(np.array(rms), 1e-9))
     loud = np.percentile(db, 90) if len(db) else -120.0
     if loud < -45:

@@ -13,14 +13,14 @@ import numpy as np
 
 from merr_builder.config import BuildConfig, SpeechConfig
 from merr_builder.ingest import ClipInfo
-from merr_builder.media import AUDIO_SAMPLE_RATE, map_clips_with_audio
+from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio, map_clips_with_audio
 from merr_builder.quarantine import StageResult
 from merr_builder.schema import SPEECH_SCHEMA
 from merr_builder.speech.flags import EMPTY_SIDECAR
 from merr_builder.speech.protocol import ASRBackend, Transcript
 from merr_builder.speech.sidecar import Sidecar, find_sidecar, read_sidecar
 from merr_builder.speech.tone import egemaps, pace
-from merr_builder.speech.windows import transcribe_windowed, windowed_mean
+from merr_builder.speech.windows import WindowedMean, WindowedTranscript, audio_windows
 from merr_builder.stage import PartitionBatch
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -71,15 +71,21 @@ class SpeechAnalyser:
         path = find_sidecar(clip.source_path)
         return read_sidecar(path) if path is not None else None
 
-    def analyse(self, clip: ClipInfo, audio: np.ndarray | None) -> dict:
+    def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
         sidecar = self.sidecar_for(clip)  # an undecodable sidecar is this clip's error
         asr: Transcript | None = None
-        if audio is not None and self.asr is not None:
+        features: list[float] | None = None
+        if audio is not None:  # streamed in windows: ASR and eGeMAPS hold one window at a time
             task = "translate" if self.config.translate else "transcribe"
-            asr = transcribe_windowed(self.asr, audio, AUDIO_SAMPLE_RATE, self.config.language, task)
+            transcript = WindowedTranscript(self.asr, self.config.language, task) if self.asr is not None else None
+            functionals = WindowedMean(_egemaps_values, AUDIO_SAMPLE_RATE)
+            for offset, samples in audio_windows(audio.blocks(), AUDIO_SAMPLE_RATE):
+                if transcript is not None:
+                    transcript.add(offset / AUDIO_SAMPLE_RATE, samples)
+                functionals.add(samples)
+            asr, features = (transcript.result() if transcript is not None else None), functionals.result()
         has_speech = bool(asr is not None and asr.text.strip())
         rate, pause_ratio, span = pace(asr.words) if asr is not None else (None, None, 0.0)
-        features = windowed_mean(_egemaps_values, audio, AUDIO_SAMPLE_RATE) if audio is not None and len(audio) else None
         row = {
             "clip_id": clip.clip_id,
             "has_speech": has_speech,

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merr_builder.finished_build import ExportError, stored_audio
+from merr_builder.finished_build import ExportError
+from merr_builder.media import decode_audio
 from merr_builder.export.sharegpt import export_sharegpt
 from merr_builder.tasks import EMOTION_INSTRUCTIONS, REASON_INSTRUCTIONS, normalise_target
 
@@ -43,7 +44,6 @@ def test_the_export_validates_as_llamafactory_sharegpt(sample_build, tmp_path):
     samples = validate_llamafactory_sharegpt(tmp_path, "merr")
     assert "other" in json.loads((tmp_path / "dataset_info.json").read_text())  # a registry already there is kept
     shards = pd.read_parquet(sample_build / "shards").set_index("clip_id")
-    stored = dict(stored_audio(sample_build, set(shards.index)))
     by_task = {task: {s["clip_id"]: s for s in samples if s["task"] == task} for task in ("emotion", "reason", "reason_v2")}
     assert set(by_task["emotion"]) == set(shards.index[shards.label.notna()])
     assert set(by_task["reason"]) == set(shards.index[shards.coarse_caption.notna()])
@@ -62,7 +62,7 @@ def test_the_export_validates_as_llamafactory_sharegpt(sample_build, tmp_path):
             with wave.open(str(tmp_path / sample["audios"][0])) as audio:
                 assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (16_000, 1, 2)
                 pcm = np.frombuffer(audio.readframes(audio.getnframes()), "<i2") / 32767
-            np.testing.assert_allclose(pcm, np.clip(stored[clip_id], -1, 1), atol=1 / 32767)  # the build's own audio
+            np.testing.assert_allclose(pcm, np.clip(decode_audio(row.source_path), -1, 1), atol=1 / 32767)  # as the build hears it
             assert 0.5 * row.duration_s < len(pcm) / 16_000 <= row.duration_s + 0.05
 
 

@@ -18,7 +18,7 @@ from merr_builder.faces.stage import FaceAnalyser
 from merr_builder.faces.tracking import assign_tracks, choose_main_face, iou, speech_activity
 from merr_builder.faces.protocol import Face, FrameFaces
 from merr_builder.ingest import ClipSource, probe
-from merr_builder.media import decode_audio
+from merr_builder.media import ClipAudio
 from merr_builder.quarantine import ClipError, ErrorKind
 
 MER_CLIPS = ["sample_00000338", "sample_00000669", "sample_00000727", "samplenew_00061200"]
@@ -40,7 +40,8 @@ def _clip(path: Path):
 
 
 def _analyse(analyser, path: Path) -> dict:
-    return analyser.analyse(_clip(path), decode_audio(str(path)))
+    clip = _clip(path)
+    return analyser.analyse(clip, ClipAudio(clip.source_path) if clip.has_audio else None)
 
 
 def _image(path: Path) -> np.ndarray:
@@ -160,9 +161,17 @@ def test_speech_activity_follows_loudness():
     rate = 16_000
     audio = np.zeros(rate * 2, dtype=np.float32)
     audio[rate:] = 0.3 * np.sin(np.arange(rate) * 2 * np.pi * 220 / rate)
-    active = speech_activity(audio, rate, [0.25, 0.5, 1.25, 1.5], 0.2)
+    times = [0.25, 0.5, 1.25, 1.5]
+    active = speech_activity([audio], rate, times, 0.2)
     assert list(active) == [False, False, True, True]
+    # streamed in uneven blocks, with the frame windows straddling them: the same answer
+    audio[: rate // 2] = 0.01 * np.sin(np.arange(rate // 2) * 2 * np.pi * 180 / rate)
+    times = [i * 0.1 for i in range(21)]
+    whole = speech_activity([audio], rate, times, 0.2)
+    assert whole.any() and not whole.all()
+    assert list(speech_activity(np.array_split(audio, 7), rate, times, 0.2)) == list(whole)
     assert not speech_activity(None, rate, [0.1], 0.2).any()
+    assert not speech_activity([], rate, [0.1], 0.2).any()
 
 
 def test_pyfeat_backend_runs_where_py_feat_and_its_weights_are_installed(shared_data):

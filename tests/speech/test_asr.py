@@ -8,7 +8,7 @@ import pytest
 
 from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio
 from merr_builder.speech.faster_whisper import FasterWhisperASR
-from merr_builder.speech.windows import transcribe_windowed, window_bounds
+from merr_builder.speech.windows import WindowedTranscript, audio_windows, window_bounds
 from merr_builder.speech.flags import LOW_LANGUAGE_PROBABILITY, REPETITION, _repeats
 
 MER_CLIPS = ["sample_00000338", "sample_00000669", "sample_00000727", "samplenew_00061200"]
@@ -133,7 +133,10 @@ def test_a_transcript_joined_across_windows_keeps_every_sentence_in_place(asr, c
     window_s = 7.0  # cuts this 19 s recording into three windows
     assert len(window_bounds(audio, AUDIO_SAMPLE_RATE, window_s)) >= 3
 
-    transcript = transcribe_windowed(asr, audio, AUDIO_SAMPLE_RATE, None, "transcribe", window_s)
+    joined = WindowedTranscript(asr, None, "transcribe")
+    for offset, samples in audio_windows([audio], AUDIO_SAMPLE_RATE, window_s):
+        joined.add(offset / AUDIO_SAMPLE_RATE, samples)
+    transcript = joined.result()
     reference = " ".join(clips.texts[n][1] for n in names)
     assert transcript.language == "en"
     assert word_error_rate(reference, transcript.text) <= 0.2, transcript.text

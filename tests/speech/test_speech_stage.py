@@ -8,7 +8,7 @@ import pytest
 from merr_builder.assets import AssetError
 from merr_builder.config import IngestConfig, SpeechConfig
 from merr_builder.ingest import ClipSource, probe
-from merr_builder.media import decode_audio
+from merr_builder.media import ClipAudio, decode_audio
 from merr_builder.quarantine import ClipError, ErrorKind
 from merr_builder.speech.sidecar import subtitle_text
 from merr_builder.speech.stage import SpeechAnalyser, make_asr
@@ -38,12 +38,12 @@ def test_a_gbk_sidecar_beside_the_clip_wins_over_asr(analyser, clips, tmp_path):
     video.symlink_to(clips.speech["speech_en_happy"])
     (tmp_path / "clip.txt").write_bytes("我今天很高兴".encode("gbk"))
     clip = _clip(video)
-    row = analyser.analyse(clip, decode_audio(str(video)))
+    row = analyser.analyse(clip, ClipAudio(str(video)))
     assert row["transcript"] == "我今天很高兴" and row["transcript_language"] == "zh"
     assert row["transcript_source"] == f"sidecar:{tmp_path / 'clip.txt'}"
     assert "happiest day" in row["asr_text"]  # ASR still ran: its words time the speech rate
     ignoring = SpeechAnalyser(analyser.config.model_copy(update={"sidecar": "ignore"}), analyser.asr)
-    assert "happiest day" in ignoring.analyse(clip, decode_audio(str(video)))["transcript"]
+    assert "happiest day" in ignoring.analyse(clip, ClipAudio(str(video)))["transcript"]
 
 
 def test_an_undecodable_sidecar_is_this_clips_error(analyser, clips, tmp_path):
@@ -64,13 +64,13 @@ def test_no_audio_stream_gives_a_null_transcript_with_a_reason(analyser, clips):
 
 
 def test_a_tone_without_words_is_no_audible_speech(analyser, clips):
-    row = analyser.analyse(_clip(clips.good_synthetic), decode_audio(str(clips.good_synthetic)))
+    row = analyser.analyse(_clip(clips.good_synthetic), ClipAudio(str(clips.good_synthetic)))
     assert row["transcript"] == "" and row["has_speech"] is False and len(row["egemaps"]) == 88
     assert tone_cues(row) is None
 
 
 def test_louder_faster_speech_moves_the_tone_words(analyser, clips):
-    rows = {name: analyser.analyse(_clip(path), decode_audio(str(path))) for name, path in clips.speech.items()}
+    rows = {name: analyser.analyse(_clip(path), ClipAudio(str(path))) for name, path in clips.speech.items()}
     cues = {name: tone_cues(row) for name, row in rows.items()}
     stats = corpus_stats(list(cues.values()))
     calm, fast = zscores(cues["speech_en_calm"], stats), zscores(cues["speech_en_fast_loud"], stats)

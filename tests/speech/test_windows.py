@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from merr_builder.media import AUDIO_SAMPLE_RATE as SR
-from merr_builder.media import decode_audio
+from merr_builder.media import ClipAudio, decode_audio
 from merr_builder.speech.tone import egemaps
-from merr_builder.speech.windows import window_bounds, windowed_mean
+from merr_builder.speech.windows import WindowedMean, audio_windows, window_bounds
 
 
 def test_windows_cover_the_audio_and_cut_in_the_quiet():
@@ -31,8 +31,25 @@ def test_functionals_of_one_window_are_the_clips_own_and_longer_clips_average(cl
     def values(a, sr):
         return egemaps(a, sr)[0]
 
-    assert windowed_mean(values, audio, SR) == values(audio, SR)
+    def windowed(samples, window_s):
+        mean = WindowedMean(values, SR)
+        for _, window in audio_windows([samples], SR, window_s):
+            mean.add(window)
+        return mean.result()
+
+    assert windowed(audio, 60.0) == values(audio, SR)
     doubled = np.concatenate([audio, np.zeros(len(audio), dtype=np.float32), audio])
-    bounds = window_bounds(doubled, SR, len(audio) / SR * 1.2)
+    window_s = len(audio) / SR * 1.2
+    bounds = window_bounds(doubled, SR, window_s)
+    assert len(bounds) >= 2
     expected = sum((b - a) * np.array(values(doubled[a:b], SR)) for a, b in bounds) / len(doubled)
-    assert windowed_mean(values, doubled, SR, len(audio) / SR * 1.2) == pytest.approx(expected.tolist())
+    assert windowed(doubled, window_s) == pytest.approx(expected.tolist())
+
+
+def test_windows_from_a_stream_of_blocks_are_those_of_the_whole(clips):
+    audio = ClipAudio(str(clips.speech["speech_en_calm"]))
+    whole = decode_audio(audio.path)
+    streamed = list(audio_windows(audio.blocks(block_s=0.7), SR, 2.0))
+    assert [(o, o + len(w)) for o, w in streamed] == window_bounds(whole, SR, 2.0)
+    np.testing.assert_array_equal(np.concatenate([w for _, w in streamed]), whole)
+    assert [(o, len(w)) for o, w in audio_windows([], SR)] == [(0, 0)]  # no audio: one empty window
