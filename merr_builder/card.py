@@ -19,6 +19,7 @@ from merr_builder.atomic import write_bytes_atomic
 from merr_builder.faces.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 from merr_builder.labels import MERR_LABELS
 from merr_builder.manifest import MANIFEST, QUARANTINE
+from merr_builder.shards import read_build_rows
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data_cards"
 CARD, GALLERY, PLOTS = "DATA_CARD.md", "gallery.html", "card"
@@ -50,7 +51,7 @@ def write_card(out_dir: Path) -> tuple[Path, Path]:
     """Write DATA_CARD.md (+ plots) and gallery.html for the build in `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
     manifest = json.loads((out_dir / MANIFEST).read_text())
-    rows = _read_rows(out_dir, CARD_COLUMNS)
+    rows = read_build_rows(out_dir, CARD_COLUMNS)
     quarantine = pq.read_table(out_dir / QUARANTINE).to_pylist() if (out_dir / QUARANTINE).exists() else []
     (out_dir / PLOTS).mkdir(exist_ok=True)
     _plot_labels(rows, out_dir / PLOTS / "labels.png")
@@ -59,13 +60,6 @@ def write_card(out_dir: Path) -> tuple[Path, Path]:
     write_bytes_atomic(out_dir / CARD, card.encode())
     write_bytes_atomic(out_dir / GALLERY, render_gallery(out_dir, manifest, quarantine).encode())
     return out_dir / CARD, out_dir / GALLERY
-
-
-def _read_rows(out_dir: Path, columns: list[str]) -> list[dict]:
-    shards = out_dir / "shards"
-    if not any(shards.glob("*.parquet")):
-        return []
-    return sorted(pq.read_table(shards, columns=columns).to_pylist(), key=lambda r: r["clip_id"])
 
 
 def _environment():
@@ -218,7 +212,7 @@ def _sample_key(clip_id: str) -> str:
 
 def render_gallery(out_dir: Path, manifest: dict, quarantine: list[dict]) -> str:
     """One self-contained page: images inline as data URIs, AU charts as inline SVG, no scripts fetched."""
-    light = _read_rows(out_dir, ["clip_id", "label"])
+    light = read_build_rows(out_dir, ["clip_id", "label"])
     groups: dict[str, list[str]] = {}
     for row in light:
         groups.setdefault(row["label"] or "unlabelled", []).append(row["clip_id"])

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from merr_builder.labels import MERR_LABELS
 from merr_builder.manifest import MANIFEST
+from merr_builder.shards import read_build_rows
 
 
 class ExportError(RuntimeError):
@@ -32,11 +32,7 @@ def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:
     fail on it (or, worse, train on a label the paper does not have)."""
     read_manifest(out_dir)
     wanted = list(dict.fromkeys(["clip_id", "label", *columns]))
-    shards = Path(out_dir) / "shards"
-    present = set(pq.read_schema(next(shards.glob("*.parquet"))).names) if any(shards.glob("*.parquet")) else set(wanted)
-    rows = sorted(pq.read_table(shards, columns=[c for c in wanted if c in present]).to_pylist(), key=lambda r: r["clip_id"])
-    for row in rows:  # columns an older build lacks (feat_* before merr encode existed) read as null
-        row.update({c: None for c in wanted if c not in present})
+    rows = read_build_rows(out_dir, wanted)
     unknown = [f"{r['clip_id']} ({r['label']!r})" for r in rows if r["label"] is not None and r["label"] not in MERR_LABELS]
     if unknown:
         raise ExportError(

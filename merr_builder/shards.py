@@ -119,3 +119,22 @@ class ShardWriter:
         for path in [p for p, _ in self._done] + ([self._current] if self._current else []):
             path.unlink(missing_ok=True)
         self._done, self._writer, self._current = [], None, None
+
+
+def read_shard_rows(path: Path, columns: list[str], row_group: int | None = None) -> list[dict]:
+    """Rows of one shard (or one of its row groups) with the columns asked for; a column the shard lacks
+    (an older build's: feat_* before `merr encode` existed) reads as null."""
+    file = pq.ParquetFile(path)
+    present = [c for c in columns if c in file.schema_arrow.names]
+    table = file.read(columns=present) if row_group is None else file.read_row_group(row_group, columns=present)
+    missing = [c for c in columns if c not in present]
+    rows = table.to_pylist()
+    for row in rows:
+        row.update(dict.fromkeys(missing))
+    return rows
+
+
+def read_build_rows(out_dir: Path, columns: list[str]) -> list[dict]:
+    """Every row of a finished build's shards with the columns asked for, in clip_id order."""
+    files = sorted((Path(out_dir) / "shards").glob("*.parquet"))
+    return sorted((row for f in files for row in read_shard_rows(f, columns)), key=lambda r: r["clip_id"])

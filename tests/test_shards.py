@@ -103,3 +103,18 @@ def test_one_big_batch_is_split_into_row_groups(tmp_path: Path):
     [info] = writer.close()
     meta = pq.ParquetFile(tmp_path / info.path).metadata
     assert meta.num_row_groups >= 8 and meta.num_rows == 50
+
+
+def test_shard_rows_read_back_with_a_missing_column_as_null(tmp_path):
+    import pyarrow as pa
+
+    from merr_builder.shards import read_build_rows, read_shard_rows
+
+    (tmp_path / "shards").mkdir()
+    for name, ids in (("merr-00001-of-00002.parquet", ["c", "a"]), ("merr-00000-of-00002.parquet", ["b"])):
+        pq.write_table(pa.table({"clip_id": ids, "label": ["happy"] * len(ids)}), tmp_path / "shards" / name, row_group_size=1)
+    rows = read_build_rows(tmp_path, ["clip_id", "label", "feat_audio"])  # feat_audio: a column this build lacks
+    assert [r["clip_id"] for r in rows] == ["a", "b", "c"]
+    assert all(r["label"] == "happy" and r["feat_audio"] is None for r in rows)
+    second_group = read_shard_rows(tmp_path / "shards" / "merr-00001-of-00002.parquet", ["clip_id", "feat_audio"], 1)
+    assert second_group == [{"clip_id": "a", "feat_audio": None}]

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from merr_builder.shards import read_shard_rows
 from merr_builder.tasks import TASKS, instruction, target
 from merr_builder.trainer.features import FeatureScaler, columns_of
 
@@ -44,19 +45,8 @@ def shard_files(folders: list[Path]) -> list[Path]:
 def read_rows(folders: list[Path], streams: list[str], split: str | None) -> list[dict]:
     """Every row (text and feature columns only) of the split, in clip-id order."""
     columns = TEXT_COLUMNS + columns_of(streams)
-    rows = [r for f in shard_files(folders) for r in _read(f, None, columns)]
+    rows = [r for f in shard_files(folders) for r in read_shard_rows(f, columns)]
     return sorted((r for r in rows if split is None or r["split"] == split), key=lambda r: r["clip_id"])
-
-
-def _read(path: Path, row_group: int | None, columns: list[str]) -> list[dict]:
-    file = pq.ParquetFile(path)
-    present = [c for c in columns if c in file.schema_arrow.names]
-    table = file.read(columns=present) if row_group is None else file.read_row_group(row_group, columns=present)
-    rows = table.to_pylist()
-    for row in rows:
-        for missing in set(columns) - set(present):
-            row[missing] = None
-    return rows
 
 
 def samples_of(row: dict, tasks: list[str], scaler: FeatureScaler, rng: random.Random) -> list[Sample]:
@@ -101,7 +91,7 @@ class SampleStream(torch.utils.data.IterableDataset):
             window: list[Sample] = []
             produced = False
             for path, group in order:
-                rows = [r for r in _read(path, group, self.columns) if self.split is None or r["split"] == self.split]
+                rows = [r for r in read_shard_rows(path, self.columns, group) if self.split is None or r["split"] == self.split]
                 for row in rows[part::parts]:
                     for sample in samples_of(row, self.tasks, self.scaler, rng):
                         buffer.append(sample)
