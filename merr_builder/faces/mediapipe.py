@@ -22,7 +22,7 @@ import numpy as np
 from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, AssetError, locate
 from merr_builder.faces.facs import AU_INTENSITY_MAX, AU_NAMES, BLENDSHAPE_NAMES, BLENDSHAPE_TO_AU
 from merr_builder.faces.protocol import Face, FrameFaces
-from merr_builder.faces.tracking import iou
+from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
 from merr_builder.ingest import ClipInfo
 from merr_builder.media import Frame
 from merr_builder.quarantine import ClipError, ErrorKind
@@ -162,6 +162,21 @@ class MediaPipeExtractor:
                 continue  # not a face, or a second detection of one already landmarked (best come first)
             faces.append(face)
         return faces
+
+    def face_near(self, rgb: np.ndarray, reference: Face, max_shift: float = NEAR_SHIFT) -> Face | None:
+        """The face nearest to `reference` (centre within `max_shift` of its box sides), landmarking only
+        the detections in order of distance until one is confirmed: the refinement of the main face's peak
+        needs no other face."""
+        _check_frame(rgb)
+        boxes = [(b.origin_x, b.origin_y, b.width, b.height, d.categories[0].score)
+                 for d in self._detector.detect(self._image(rgb)).detections for b in [d.bounding_box]]  # fmt: skip
+        for *box, score in sorted(boxes, key=lambda b: centre_distance(tuple(b[:4]), reference.box)):
+            if centre_distance(tuple(box), reference.box) >= max_shift:
+                break
+            face = self._face_in_crop(rgb, tuple(box), score)  # type: ignore[arg-type]
+            if face is not None and centre_distance(face.box, reference.box) < max_shift:
+                return face
+        return None
 
     def _face_in_crop(self, rgb: np.ndarray, box: tuple[float, float, float, float], confidence: float) -> Face | None:
         crop, (x0, y0, side) = square_crop(rgb, box, self.crop_margin, self.crop_size)

@@ -24,7 +24,7 @@ from merr_builder.faces.tracking import (
 )  # fmt: skip
 from merr_builder.ingest import ClipInfo
 from merr_builder.media import (
-    AUDIO_SAMPLE_RATE, ClipAudio, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
+    AUDIO_SAMPLE_RATE, ClipAudio, Frame, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
 )  # fmt: skip
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult
 from merr_builder.schema import FACES_SCHEMA
@@ -129,22 +129,32 @@ class FaceAnalyser:
                      faces[candidates[0]], None)  # fmt: skip
         if not (self.config.refine and self.extractor.needs_frames):
             return best
-        # Every frame within one sampling step of each candidate, decoded in one pass and analysed exactly as
-        # the sampled ones (so the result equals an every-frame search there); the main face is the one
-        # nearest to where it was in the nearest candidate.
-        windows = [(max(0.0, coarse[p].time_s - step), coarse[p].time_s + step) for p in candidates]
+        # Every frame whose nearest sampled frame is a candidate (within half a step of it), decoded in one
+        # pass; the main face there is the detection nearest to where it was in the nearest candidate, and
+        # it is analysed exactly as the sampled ones were, so the result equals an every-frame search there.
+        half = step / 2 + 1e-6
+        windows = [(max(0.0, coarse[p].time_s - half), coarse[p].time_s + half) for p in candidates]
         analysed = {f.frame_index for f in coarse}
         for frame in iter_frames_in(clip, windows):
             if frame.index in analysed:
+                if frame.index == best.frame_index:
+                    best.rgb = frame.rgb  # kept for the peak JPEG, so it needs no decode of its own
                 continue  # its score is known from the coarse pass
             nearest = min(candidates, key=lambda p: abs(coarse[p].time_s - frame.time_s))
-            face = nearest_face(self.extractor.analyse(clip, [frame])[0].faces, faces[nearest])
+            face = self._face_near(clip, frame, faces[nearest])
             if face is None:
                 continue
             score = float(face.aus.astype(np.float64) @ weights)
             if score > best.score or (score == best.score and frame.index <= best.frame_index):
                 best = _Peak(frame.index, frame.time_s, score, face, frame.rgb)
         return best
+
+    def _face_near(self, clip: ClipInfo, frame: Frame, reference: Face) -> Face | None:
+        """The face of `frame` nearest to `reference`; only that one is analysed where the backend can."""
+        near = getattr(self.extractor, "face_near", None)
+        if near is not None:
+            return near(frame.rgb, reference)
+        return nearest_face(self.extractor.analyse(clip, [frame])[0].faces, reference)
 
     def _peak_frame(self, clip: ClipInfo, peak: _Peak) -> np.ndarray:
         if peak.rgb is not None:

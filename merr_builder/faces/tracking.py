@@ -29,16 +29,20 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     return inter / union if union > 0 else 0.0
 
 
-def _centre_distance(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def centre_distance(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Distance of the box centres, in units of the larger box side."""
     dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
     dy = (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
     return float(np.hypot(dx, dy) / max(a[2], a[3], b[2], b[3], 1e-6))
 
 
-def nearest_face(faces: list[Face], reference: Face, max_shift: float = 1.0) -> Face | None:
+# A face whose centre moved less than this many box sides is the same face (between nearby frames).
+NEAR_SHIFT = 1.0
+
+
+def nearest_face(faces: list[Face], reference: Face, max_shift: float = NEAR_SHIFT) -> Face | None:
     """The face nearest to `reference` (centre within `max_shift` of its box sides), or None."""
-    close = [(f, _centre_distance(f.box, reference.box)) for f in faces]
+    close = [(f, centre_distance(f.box, reference.box)) for f in faces]
     close = [(f, d) for f, d in close if d < max_shift]
     return min(close, key=lambda fd: fd[1])[0] if close else None
 
@@ -56,10 +60,10 @@ def assign_tracks(frames: list[FrameFaces], max_gap_s: float = 2.5, max_shift: f
     for frame in frames:
         pairs = sorted(
             (
-                (_centre_distance(face.box, last_box[tid]) - iou(face.box, last_box[tid]), fi, tid)
+                (centre_distance(face.box, last_box[tid]) - iou(face.box, last_box[tid]), fi, tid)
                 for fi, face in enumerate(frame.faces)
                 for tid in last_box
-                if frame.time_s - last_seen[tid] <= max_gap_s and _centre_distance(face.box, last_box[tid]) <= max_shift
+                if frame.time_s - last_seen[tid] <= max_gap_s and centre_distance(face.box, last_box[tid]) <= max_shift
             )
         )
         used_faces: set[int] = set()
