@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from merr_builder import __version__
 from merr_builder.annotate.coarse import annotate_coarse
+from merr_builder.annotate.objective import MEASURED
 from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION
 from merr_builder.config import BuildConfig, SplitConfig
 from merr_builder.runner import PartitionRun
@@ -32,7 +33,7 @@ def assign_split(clip_id: str, config: SplitConfig) -> str:
     return "train"
 
 
-def provenance(config: BuildConfig, runs: list[PartitionRun], fine: dict | None = None) -> str:
+def provenance(config: BuildConfig, runs: list[PartitionRun], fine: dict | None = None, objective: str = MEASURED) -> str:
     stages = {
         run.stage: {"key": run.key[:16], "config": getattr(config, run.stage).fingerprint()[:16]}
         for run in runs
@@ -40,7 +41,7 @@ def provenance(config: BuildConfig, runs: list[PartitionRun], fine: dict | None 
     }
     annotations = {
         "coarse_template": COARSE_TEMPLATE_VERSION,
-        "visual_objective_description": "measured facts (no VLM)",
+        "visual_objective_description": objective,
         "fine": fine or {},
     }
     return json.dumps(
@@ -76,19 +77,21 @@ def partition_rows(
     tone_stats: CorpusStats | None = None,
     fine: dict | None = None,
     light: bool = False,
+    objectives: dict[str, tuple[str | None, str]] | None = None,
 ) -> pa.Table:
     """Rows of the clips that passed every stage of this partition, in clip-id order.
 
     Each stage's output columns that the shard schema names are carried over as they are; made here are
     the tone words (relative to the build's `tone_stats`), the coarse annotation (caption and label), the
     split and the provenance. `light`: leave out the images and series (a pass that needs only the text).
+    `objectives`: clip_id → (VLM description or None, its source), where a VLM described the peak frames.
     """
     wanted = set(SHARD_SCHEMA.names) - (HEAVY_COLUMNS if light else set())
     tables = {run.stage: store.read_outputs(run.stage, run.index, run.key, wanted) for run in runs}
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
     survivors = sorted(set.intersection(*(set(rows) for rows in by_stage.values())))
     shard_columns = set(SHARD_SCHEMA.names)
-    prov = provenance(config, runs, fine)
+    provenances = {MEASURED: provenance(config, runs, fine)}  # one string per objective source
     rows = []
     for clip_id in survivors:
         row: dict = {}
@@ -96,9 +99,14 @@ def partition_rows(
             row.update({k: v for k, v in stage_rows[clip_id].items() if k in shard_columns})
         if tone_stats is not None and "speech" in by_stage:
             row["audio_tone_description"] = describe_tone(tone_cues(by_stage["speech"][clip_id]), tone_stats)
+        description, source = (objectives or {}).get(clip_id, (None, MEASURED))
+        if description:
+            row["visual_objective_description"] = description
         row.update(annotate_coarse(row))
         row["split"] = assign_split(clip_id, config.split)
-        row["provenance"] = prov
+        if source not in provenances:
+            provenances[source] = provenance(config, runs, fine, source)
+        row["provenance"] = provenances[source]
         rows.append(row)
     return table_from_rows(rows, SHARD_SCHEMA)
 

@@ -33,8 +33,6 @@ DEPARTURES = (
     "table, `merr_builder/faces/facs.py`) unless the build imported OpenFace CSVs; the authors used OpenFace.",
     "Faces in wide shots are found with MediaPipe's full-range detector, tracked, and the main person chosen by presence, "
     "size and mouth movement during speech; the original took one face per clip.",
-    "The visual objective description is a factual sentence built from what the build measured (people, face size and "
-    "position, head pose); the authors asked MiniGPT-v2 about the peak frame.",
     "The audio tone description comes from eGeMAPS functionals, speech rate and pauses, phrased relative to this build's "
     "own statistics; the authors used Qwen-Audio.",
     "Transcripts come from a sidecar when given (MER2023's `transcription_en_all.csv`), else from Whisper base "
@@ -45,6 +43,11 @@ DEPARTURES = (
     "Labels that the AU evidence contradicts are kept in the coarse set but not sent to the fine step (`fine_status` says "
     "so); neutral clips are topped up in the fine set, as the paper did.",
 )
+
+
+def objective_backend(manifest: dict) -> str:
+    """How the build described its peak frames (builds from before the VLM step: measured)."""
+    return manifest.get("annotation", {}).get("visual_objective", {}).get("backend", "measured")
 
 
 def write_card(out_dir: Path) -> tuple[Path, Path]:
@@ -105,6 +108,15 @@ def top_aus(rows: list[dict], k: int = 5) -> list[tuple[str, int, str]]:
     return out
 
 
+OBJECTIVE_DEPARTURE = {
+    "measured": "The visual objective description is a factual sentence built from what the build measured (people, face "
+    "size and position, head pose); the authors asked MiniGPT-v2 about the peak frame.",
+    "openai": "The visual objective description comes from the vision-language model named under Models, shown the peak "
+    "frame with our prompt (the authors' MiniGPT-v2 prompt was not published); where its answer was unusable, the row "
+    "keeps the measured-facts sentence and its `provenance` says why.",
+}
+
+
 def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict:
     durations = sorted(r["duration_s"] for r in rows)
     languages = sorted({r["transcript_language"] for r in rows if r["transcript_language"]})
@@ -132,7 +144,7 @@ def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict
         "annotation": annotation,
         "annotation_settings": ", ".join(f"{k} {v}" for k, v in annotation.get("settings", {}).items()) or "—",
         "packages": sorted(packages.items()),
-        "departures": DEPARTURES,
+        "departures": (OBJECTIVE_DEPARTURE[objective_backend(manifest)], *DEPARTURES),
     }
 
 

@@ -141,6 +141,14 @@ class AnnotateConfig(_Section):
     temperature: float = Field(0.0, ge=0, le=2, description="0: greedy")
     neutral_fraction: float = Field(0.1, ge=0, le=1, description="neutral samples added, as a share of the others")
     seed: int = 0
+    objective_backend: Literal["measured", "openai"] = Field(
+        "measured",
+        description="visual objective description. measured: a factual sentence from the build's measurements; "
+        "openai: a vision-language model behind objective_server_url shown the peak frame",
+    )
+    objective_server_url: str | None = Field(None, description="an OpenAI-compatible server with a vision model (openai)")
+    objective_server_model: str | None = Field(None, description="the vision model's name on that server (openai)")
+    objective_max_new_tokens: int = Field(48, ge=8, le=512, description="length limit of one description")
 
     @model_validator(mode="after")
     def _model_given(self) -> "AnnotateConfig":
@@ -148,6 +156,8 @@ class AnnotateConfig(_Section):
             raise ValueError("fine_backend transformers needs model_dir (a local model folder)")
         if self.fine_backend == "openai" and not (self.server_url and self.server_model):
             raise ValueError("fine_backend openai needs server_url and server_model")
+        if self.objective_backend == "openai" and not (self.objective_server_url and self.objective_server_model):
+            raise ValueError("objective_backend openai needs objective_server_url and objective_server_model")
         return self
 
 

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from merr_builder import __version__
 from merr_builder.annotate.fine import fine_annotations, make_llm
-from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION, FINE_PROMPT_VERSION
+from merr_builder.annotate.objective import describe_peak_frames, make_vlm
+from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION, FINE_PROMPT_VERSION, OBJECTIVE_PROMPT_VERSION
 from merr_builder.assemble import build_tone_stats, partition_quarantine, partition_rows
 from merr_builder.atomic import atomic_path, write_bytes_atomic
 from merr_builder.config import BuildConfig, config_as_json
@@ -23,6 +24,7 @@ from merr_builder.quarantine import QuarantineRecord
 from merr_builder.runner import PartitionRun
 from merr_builder.schema import QUARANTINE_SCHEMA, SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
 from merr_builder.shards import ShardInfo, ShardWriter
+from merr_builder.speech.tone import CorpusStats
 from merr_builder.store import PartitionStore
 
 MANIFEST = "manifest.json"
@@ -69,6 +71,20 @@ class BuildSummary:
     stage_skipped: dict[str, int] = field(default_factory=dict)
 
 
+def peak_frames(
+    store: PartitionStore, partition_runs: list[list[PartitionRun]], config: BuildConfig, tone_stats: CorpusStats
+) -> dict[str, bytes]:
+    """clip_id → peak frame JPEG of every clip that becomes a row (the faces stage stored them)."""
+    frames: dict[str, bytes] = {}
+    for runs in partition_runs:
+        rows = set(partition_rows(store, runs, config, tone_stats, light=True).column("clip_id").to_pylist())
+        for run in runs:
+            if run.stage == "faces":
+                table = store.read_outputs(run.stage, run.index, run.key, {"clip_id", "peak_frame_jpeg"})
+                frames.update((r["clip_id"], r["peak_frame_jpeg"]) for r in table.to_pylist() if r["clip_id"] in rows)
+    return frames
+
+
 def finish_build(
     out_dir: Path,
     input_path: Path,
@@ -91,10 +107,17 @@ def finish_build(
         pq.write_table(rejected, temp)
     quarantine_tables = [rejected]
     tone_stats = build_tone_stats(store, partition_runs)
-    # Fine captions need every coarse caption first (selection quotas, duplicates across the build).
+    # The coarse captions hold the peak frames' descriptions; the fine captions need every coarse caption
+    # first (selection quotas, duplicates across the build).
+    vlm = make_vlm(config.annotate)
+    objectives = None
+    if vlm is not None:
+        frames = peak_frames(store, partition_runs, config, tone_stats)
+        objectives = describe_peak_frames(frames, vlm, config.annotate, out_dir / "cache" / "llm.sqlite")
+        models = {**(models or {}), "objective_vlm": vlm.model_id()}
     light = []
     for runs in partition_runs:
-        table = partition_rows(store, runs, config, tone_stats, light=True)
+        table = partition_rows(store, runs, config, tone_stats, light=True, objectives=objectives)
         light += table.select(["clip_id", "coarse_caption", "label", "label_source"]).to_pylist()
     llm = make_llm(config.annotate)
     fine = fine_annotations(light, llm, config.annotate, out_dir / "cache" / "llm.sqlite")
@@ -104,7 +127,7 @@ def finish_build(
         fine_info["model_sha256"] = models["fine_llm"]["sha256"][:16]
     try:
         for runs in partition_runs:
-            table = partition_rows(store, runs, config, tone_stats, fine_info)
+            table = partition_rows(store, runs, config, tone_stats, fine_info, objectives=objectives)
             captions = [fine[c] for c in table.column("clip_id").to_pylist()]
             for name, values in (("fine_caption", [c for c, _ in captions]), ("fine_status", [s for _, s in captions])):
                 table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), pa.array(values, pa.string()))
@@ -145,6 +168,10 @@ def finish_build(
         "models": models or {},
         "annotation": {
             "coarse_template": COARSE_TEMPLATE_VERSION,
+            "visual_objective": {
+                "backend": config.annotate.objective_backend,
+                **({"prompt": OBJECTIVE_PROMPT_VERSION} if vlm is not None else {}),
+            },
             "fine": fine_info,
             "settings": config_as_json(config)["annotate"],
         },

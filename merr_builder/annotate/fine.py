@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from merr_builder.annotate.checks import KEPT, check_answer, near_duplicate
-from merr_builder.annotate.llm.cache import AnswerCache
+from merr_builder.annotate.llm.cache import cached_answers
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings, LLMBackend
 from merr_builder.annotate.prompts import FINE_QUESTION, FINE_SYSTEM
 from merr_builder.config import AnnotateConfig
@@ -71,17 +71,7 @@ def fine_annotations(
     todo = [row for row in sorted(rows, key=lambda r: r["clip_id"]) if status[row["clip_id"]] is None]
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=r["coarse_caption"], label=r["label"])) for r in todo]
-    cache = AnswerCache(cache_path)
-    try:
-        model = llm.model_id()
-        keys = [AnswerCache.key(req, model, settings) for req in requests]
-        answers = [cache.get(k) for k in keys]
-        missing = [i for i, a in enumerate(answers) if a is None]
-        for i, completion in zip(missing, llm.generate([requests[i] for i in missing], settings)):
-            cache.put(keys[i], completion)
-            answers[i] = completion
-    finally:
-        cache.close()
+    answers = cached_answers(requests, llm, settings, cache_path)
     out: dict[str, tuple[str | None, str]] = {r["clip_id"]: (None, s) for r in rows if (s := status[r["clip_id"]])}
     kept: list[tuple[str, str]] = []
     for row, answer in zip(todo, answers):

@@ -17,3 +17,13 @@ COARSE_TEMPLATE = (
 FINE_PROMPT_VERSION = "fine-v1"
 FINE_SYSTEM = "You are an emotion analysis expert. Please infer emotion label based on the given the emotional features."
 FINE_QUESTION = "{coarse_caption} Please sort out the correct emotional clues and infer why the person in the video feels {label}."
+
+OBJECTIVE_PROMPT_VERSION = "objective-v1"
+# Our wording: the authors' MiniGPT-v2 prompt was never published (facts file §1.5). The answer completes the
+# coarse template's first sentence ("This person in the video is ..."), as the paper's example does.
+OBJECTIVE_SYSTEM = "You describe video frames factually and briefly."
+OBJECTIVE_QUESTION = (
+    "This frame is the moment of a video clip where the person's expression peaks. Complete the sentence "
+    "'This person in the video is ...' with one short clause about what the person is doing, their gestures "
+    "and the scene. Do not name an emotion. Answer with the clause only."
+)

@@ -61,7 +61,7 @@ def _regenerate(out_dir: Path, overrides: list[str]) -> BuildSummary:
     if missing:
         raise RegenerationError(f"stage outputs are gone ({len(missing)} files, e.g. {missing[0]}); rebuild instead")
     rejected = [QuarantineRecord(**row) for row in pq.read_table(out_dir / REJECTED).to_pylist()]
-    models = {name: info for name, info in manifest.get("models", {}).items() if name != "fine_llm"}
+    models = {name: info for name, info in manifest.get("models", {}).items() if name not in ("fine_llm", "objective_vlm")}
     return finish_build(
         out_dir,
         Path(manifest["input"]["path"]),

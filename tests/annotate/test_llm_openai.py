@@ -1,16 +1,8 @@
 """The OpenAI-compatible backend against a real server: `transformers serve` with the pinned SmolLM2,
 started by the test on a loopback port (no mocked HTTP)."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import httpx
 import pytest
+from serving import free_port, transformers_serve
 
 from merr_builder.annotate.fine import fine_annotations, make_llm
 from merr_builder.annotate.llm.openai_server import LLMServerError, OpenAIServerLLM
@@ -20,35 +12,11 @@ from merr_builder.assets import smollm2_dir
 from merr_builder.config import ConfigError, load_config
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llm_server():
-    model, port = str(smollm2_dir()), _free_port()
-    serve = Path(sys.executable).parent / "transformers"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [str(serve), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(600):  # the model loads before the port opens
-            if process.poll() is not None:
-                pytest.fail(f"transformers serve exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("transformers serve did not answer")
+    model = str(smollm2_dir())
+    with transformers_serve(smollm2_dir()) as url:
         yield url, model
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def _requests() -> list[ChatRequest]:
@@ -87,7 +55,7 @@ def test_the_fine_step_runs_through_the_server_from_the_config(llm_server, tmp_p
 
 
 def test_an_unreachable_server_is_a_clear_error():
-    llm = OpenAIServerLLM(f"http://127.0.0.1:{_free_port()}/v1", "m", max_retries=0, timeout_s=5)
+    llm = OpenAIServerLLM(f"http://127.0.0.1:{free_port()}/v1", "m", max_retries=0, timeout_s=5)
     with pytest.raises(LLMServerError, match=r"127\.0\.0\.1.*cannot connect"):
         llm.generate(_requests()[:1], GenerationSettings(max_new_tokens=8))
 

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
-from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings
+from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings, LLMBackend
 
 
 class AnswerCache:
@@ -19,7 +19,7 @@ class AnswerCache:
 
     @staticmethod
     def key(request: ChatRequest, model: dict[str, str], settings: GenerationSettings) -> str:
-        blob = json.dumps([asdict(request), model.get("sha256") or model.get("name"), asdict(settings)], sort_keys=True)
+        blob = json.dumps([request.identity(), model.get("sha256") or model.get("name"), asdict(settings)], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, key: str) -> Completion | None:
@@ -32,3 +32,20 @@ class AnswerCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def cached_answers(requests: list[ChatRequest], llm: LLMBackend, settings: GenerationSettings, path: Path) -> list[Completion]:
+    """One completion per request, in order: from the cache where asked before, else from `llm` (in one
+    batch) and then cached."""
+    cache = AnswerCache(path)
+    try:
+        model = llm.model_id()
+        keys = [AnswerCache.key(r, model, settings) for r in requests]
+        answers = [cache.get(k) for k in keys]
+        missing = [i for i, a in enumerate(answers) if a is None]
+        for i, completion in zip(missing, llm.generate([requests[i] for i in missing], settings)):
+            cache.put(keys[i], completion)
+            answers[i] = completion
+    finally:
+        cache.close()
+    return answers  # type: ignore[return-value]

@@ -68,6 +68,9 @@ class TransformersLLM:
     def generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
         if not requests:
             return []
+        if any(r.image_jpeg is not None for r in requests):
+            raise ValueError(f"{self.model_dir}: the transformers backend runs text-only causal LMs; describe images "
+                             "through an OpenAI-compatible vision server (annotate.objective_backend openai)")
         if self.static_decode and settings.temperature == 0:
             return self._generate_static(requests, settings)
         return self._generate_plain(requests, settings)

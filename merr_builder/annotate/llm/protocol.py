@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -10,9 +12,24 @@ from typing import ClassVar, Protocol
 class ChatRequest:
     system: str
     user: str
+    image_jpeg: bytes | None = None  # shown before the text, to backends that accept images
 
-    def messages(self) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+    def messages(self) -> list[dict]:
+        """OpenAI chat messages; an image travels as a JPEG data URL, the form every vision server accepts."""
+        if self.image_jpeg is None:
+            user: str | list[dict] = self.user
+        else:
+            url = "data:image/jpeg;base64," + base64.b64encode(self.image_jpeg).decode("ascii")
+            user = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": self.user}]
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def identity(self) -> dict[str, str]:
+        """What makes two requests the same question (the image by its hash), for the answer cache; a
+        text-only request keeps the form older caches used."""
+        identity = {"system": self.system, "user": self.user}
+        if self.image_jpeg is not None:
+            identity["image_sha256"] = hashlib.sha256(self.image_jpeg).hexdigest()
+        return identity
 
 
 @dataclass(frozen=True)
