@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a GPU, fp32 on the CPU")
     gradient_checkpointing: bool = False
+    sharding: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="under torchrun: ddp keeps a whole model per process; fsdp shards it across them (8B on small GPUs)"
+    )
 
 
 def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:

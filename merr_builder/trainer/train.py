@@ -1,7 +1,8 @@
-"""The training loop: one process, or many under `torchrun` (DDP: gloo on CPUs, NCCL on GPUs).
+"""The training loop: one process, or many under `torchrun` (gloo on CPUs, NCCL on GPUs; the model
+replicated with DDP or sharded with FSDP2, `sharding`).
 
     merr train --config configs/train_stage1.yaml [--resume] [--set field=value ...]
-    torchrun --nproc-per-node 8 -m merr_builder.trainer.train --config configs/train_stage1.yaml
+    torchrun --nproc-per-node 8 -m merr_builder.trainer.train --config configs/train_stage1.yaml [--set sharding=fsdp]
 
 AdamW on the LoRA and projector weights (no weight decay on biases and 1-D weights), linear warm-up then
 cosine decay to `min_lr`, gradient accumulation, bf16 autocast on GPUs. Every `save_every` steps a
@@ -17,7 +18,6 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,13 @@ from merr_builder.trainer.config import TrainConfig, load_train_config
 from merr_builder.trainer.data import SampleStream, read_rows, valid_tasks
 from merr_builder.trainer.features import STREAMS, FeatureScaler
 from merr_builder.trainer.model import EmotionLlama, build_model
+from merr_builder.trainer.sharding import (
+    distribute,
+    gradient_sync,
+    load_optimizer_state,
+    optimizer_state,
+    trainable_state,
+)
 
 
 @dataclass
@@ -125,15 +132,16 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
     if resumed is not None:
         start_step, consumed, state = resumed[2]["step"], resumed[2]["consumed_batches"], resumed[1]
 
+    sharding = config.sharding if distributed else None
+    trained = distribute(model, sharding) if sharding else model  # (fsdp shards in place: before the optimizer)
     optimizer = optimizer_for(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))
-    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     stream = SampleStream(config.data, config.split, config.tasks, scaler, config.batch_size, config.seed, config.shuffle_buffer,
                           config.length_window, rank, world, skip=consumed)  # fmt: skip
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers, collate_fn=model.prompts)
     batches = iter(loader)  # (draws a seed from torch's generator: before the saved generator state is put back)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(model, optimizer, state["optimizer"], sharding)
         schedule.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
     result = TrainResult(start_step, model=model)
@@ -148,7 +156,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
             for micro in range(config.grad_accum):
                 batch = next(batches).to(device)
                 tokens += batch.tokens()
-                sync = nullcontext() if not distributed or micro == config.grad_accum - 1 else trained.no_sync()
+                sync = gradient_sync(trained, sharding, on=micro == config.grad_accum - 1)
                 with sync, torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
                     loss = trained(batch) / config.grad_accum
                     loss.backward()
@@ -173,7 +181,8 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
                 progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
                 progress.update(1)
             if (step + 1) % config.save_every == 0 or step + 1 == config.max_steps:
-                result.checkpoint = _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step + 1, consumed, rank, world)
+                result.checkpoint = _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step + 1, consumed, rank, world,
+                                          sharding)  # fmt: skip
     finally:
         progress.close()
         if metrics is not None:
@@ -183,7 +192,8 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
     return result
 
 
-def _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step, consumed, rank, world) -> Path | None:
+def _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step, consumed, rank, world, sharding) -> Path | None:
+    weights, optimizer_state_ = trainable_state(model, sharding), optimizer_state(model, optimizer, sharding)  # (every rank)
     rng = checkpoint.rng_state()
     if world > 1:  # every rank's generators, so each resumes its own dropout stream
         gathered: list = [None] * world
@@ -192,9 +202,9 @@ def _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step, 
     folder = None
     if rank == 0:
         meta = {"step": step, "consumed_batches": consumed, "feature_stats": scaler.state(), "config": config.model_dump(mode="json"),
-                "model_dir": str(model_dir), "world": world}  # fmt: skip
-        state = {"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(), "rng": rng}
-        folder = checkpoint.save(run_dir / f"step-{step:07d}", model.trainable_state(), state, meta)
+                "model_dir": str(model_dir), "world": world, "sharding": sharding or "none"}  # fmt: skip
+        state = {"optimizer": optimizer_state_, "scheduler": schedule.state_dict(), "rng": rng}
+        folder = checkpoint.save(run_dir / f"step-{step:07d}", weights, state, meta)
     if world > 1:
         dist.barrier()
     return folder
@@ -210,9 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train Emotion-LLaMA on merr_builder shards (also under torchrun).")
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop at this optimizer step, as a stop would (--resume goes on from the last checkpoint)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    result = train(load_train_config(args.config, args.overrides), resume=args.resume)
+    result = train(load_train_config(args.config, args.overrides), resume=args.resume, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained to step {result.steps}; checkpoint {result.checkpoint}")
 

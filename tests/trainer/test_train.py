@@ -1,5 +1,6 @@
 """Training on a real build: the loss falls (SmolLM2-135M), save → load gives the same logits, a resumed
-run continues the uninterrupted loss curve exactly, and two gloo processes train under torchrun."""
+run continues the uninterrupted loss curve exactly, and two gloo processes train under torchrun, with the
+model replicated (DDP) or sharded (FSDP2) and the same losses either way."""
 
 import json
 import os
@@ -53,18 +54,36 @@ def test_a_resumed_run_continues_the_uninterrupted_loss_curve_exactly(sample_bui
     assert len(whole.losses) == 6 and first.losses + rest.losses == whole.losses
 
 
-def test_two_processes_train_with_gloo_under_torchrun(sample_build, tiny_lm, tmp_path):
-    config = _config(sample_build, tmp_path / "ddp", model_dir=tiny_lm, max_steps=3, save_every=3)
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+def _torchrun(config: TrainConfig, folder: Path, *args: str) -> list[dict]:
+    """Train under `torchrun` with two gloo processes; the metrics log."""
+    path = folder / f"{Path(config.out_dir).name}.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "merr_builder.trainer.train", "--config", str(tmp_path / "ddp.yaml")]  # fmt: skip
+               "-m", "merr_builder.trainer.train", "--config", str(path), *args]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (Path(config.out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_train_under_torchrun_replicated_or_sharded(sample_build, tiny_lm, tmp_path):
+    ddp = _config(sample_build, tmp_path / "ddp", model_dir=tiny_lm, max_steps=3, save_every=1)
+    log = _torchrun(ddp, tmp_path)
     assert [r["step"] for r in log] == [1, 2, 3] and all(r["world"] == 2 for r in log)
-    _, state, meta = checkpoint.load(tmp_path / "ddp")
+    weights, state, meta = checkpoint.load(tmp_path / "ddp")
     assert meta["world"] == 2 and len(state["rng"]) == 2  # each rank's generators, for an exact resume
+
+    # FSDP: the same run with the model sharded over the two processes, stopped after step 2 and resumed.
+    fsdp = ddp.model_copy(update={"out_dir": tmp_path / "fsdp", "sharding": "fsdp"})
+    _torchrun(fsdp, tmp_path, "--stop-after", "2")
+    sharded = _torchrun(fsdp, tmp_path, "--resume")
+    assert [r["step"] for r in sharded] == [1, 2, 3]
+    assert [r["loss"] for r in sharded] == pytest.approx([r["loss"] for r in log], rel=1e-5)
+    sharded_weights, _, sharded_meta = checkpoint.load(tmp_path / "fsdp")  # saved whole, under the same names
+    assert (meta["sharding"], sharded_meta["sharding"]) == ("ddp", "fsdp")
+    assert sharded_weights.keys() == weights.keys()
+    assert all(torch.allclose(sharded_weights[k], weights[k], atol=1e-5) for k in weights)
+    assert any(weights[k].abs().sum() > 0 for k in weights if "lora_B" in k)  # (so the comparison means something)
 
 
 def test_a_bad_training_config_names_the_field(tmp_path):
