@@ -12,26 +12,21 @@ time spent inside the models, and the floor that leaves: bare decode + model tim
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+from one_core import arguments_on_one_core
 
-import make_clips  # noqa: E402
-
-from merr_builder.config import BuildConfig  # noqa: E402
-from merr_builder.faces.mediapipe import MediaPipeExtractor  # noqa: E402
-from merr_builder.faces.stage import FaceAnalyser  # noqa: E402
-from merr_builder.faces.tracking import NEAR_SHIFT  # noqa: E402
-from merr_builder.ingest import ClipSource, probe  # noqa: E402
-from merr_builder.media import ClipAudio  # noqa: E402
+from merr_builder.config import BuildConfig
+from merr_builder.faces.mediapipe import MediaPipeExtractor
+from merr_builder.faces.stage import FaceAnalyser
+from merr_builder.faces.tracking import NEAR_SHIFT
+from merr_builder.ingest import ClipSource, probe
+from merr_builder.media import ClipAudio
 
 
 class CountingExtractor(MediaPipeExtractor):
@@ -64,11 +59,7 @@ def bare_decode(paths: list[Path]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shared-data", type=Path, default=make_clips.DEFAULT_SHARED_DATA)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    args = arguments_on_one_core(__doc__)
 
     data = args.shared_data
     paths = sorted([*(data / "mer2023_sample" / "video").glob("*.mp4"), data / "single_face.mp4",

@@ -12,33 +12,23 @@ Target for ASR: at least 4x real time per core.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+from faster_whisper import WhisperModel
+from one_core import arguments_on_one_core, make_clips
 
-import make_clips  # noqa: E402
-
-from faster_whisper import WhisperModel  # noqa: E402
-
-from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio  # noqa: E402
-from merr_builder.speech.faster_whisper import FasterWhisperASR  # noqa: E402
-from merr_builder.speech.tone import egemaps, pace  # noqa: E402
+from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio
+from merr_builder.speech.faster_whisper import FasterWhisperASR
+from merr_builder.speech.tone import egemaps, pace
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shared-data", type=Path, default=make_clips.DEFAULT_SHARED_DATA)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    args = arguments_on_one_core(__doc__)
 
     with tempfile.TemporaryDirectory() as tmp:
         fixtures = make_clips.make_all(Path(tmp) / "clips", args.shared_data)
