@@ -85,6 +85,10 @@ def test_two_processes_train_under_torchrun_replicated_or_sharded(sample_build, 
     assert all(torch.allclose(sharded_weights[k], weights[k], atol=1e-5) for k in weights)
     assert any(weights[k].abs().sum() > 0 for k in weights if "lora_B" in k)  # (so the comparison means something)
 
+    # The sharded run's checkpoint (optimizer state by parameter name) goes on in one plain process.
+    onward = train(fsdp.model_copy(update={"max_steps": 4, "save_every": 4}), resume=True)
+    assert onward.steps == 4 and len(onward.losses) == 1 and checkpoint.load(tmp_path / "fsdp")[2]["sharding"] == "none"
+
 
 def test_a_bad_training_config_names_the_field(tmp_path):
     from merr_builder.config import ConfigError
