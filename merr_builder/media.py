@@ -113,20 +113,22 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[np.ndarray]:
     """Run ffmpeg writing rgb24 frames to stdout; yield them one at a time."""
     frame_bytes = width * height * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
-    try:
-        assert proc.stdout is not None
-        while True:
-            buf = proc.stdout.read(frame_bytes)
-            if len(buf) < frame_bytes:
-                break
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
-    finally:
-        proc.stdout.close()  # type: ignore[union-attr]
-        stderr = proc.stderr.read() if proc.stderr else b""  # type: ignore[union-attr]
-        code = proc.wait()
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg cannot block on it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, bufsize=frame_bytes)
+        try:
+            assert proc.stdout is not None
+            while True:
+                buf = proc.stdout.read(frame_bytes)
+                if len(buf) < frame_bytes:
+                    break
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+        finally:
+            proc.stdout.close()  # type: ignore[union-attr]
+            code = proc.wait()
+        stderr.seek(0)
+        message = stderr.read()
     if code != 0:
-        raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: video does not decode ({_last_line(stderr)})")
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: video does not decode ({_last_line(message)})")
 
 
 def _packet_times(path: str) -> list[float]:
