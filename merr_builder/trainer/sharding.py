@@ -4,7 +4,7 @@ ddp: every process holds the whole model; gradients are averaged (the default, e
 parameters). fsdp: PyTorch's FSDP2 (`fully_shard`) splits every decoder layer and the rest of the model
 across the processes, so an 8B base with its LoRA, projectors and optimizer state fits where one copy per
 GPU would not; each layer is gathered only while it runs. Checkpoints are written whole (full state dicts
-gathered to rank 0), so a run saved under one layout resumes under the other or on one process.
+gathered to rank 0; the optimizer state keyed by parameter name), so an FSDP run also goes on in one process.
 """
 
 from __future__ import annotations
