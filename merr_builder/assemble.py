@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 
 import pyarrow as pa
 
@@ -16,7 +17,6 @@ from merr_builder.runner import PartitionRun
 from merr_builder.schema import SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
 from merr_builder.speech.tone import CorpusStats, corpus_stats, cue_values, describe_tone, egemaps_names
 from merr_builder.store import PartitionStore
-
 
 # Columns no annotation reads: a first pass over the build skips them.
 HEAVY_COLUMNS = {"frames_jpeg", "frame_times_s", "peak_frame_jpeg", "peak_face_jpeg", "au_series", "face_stats",
@@ -89,7 +89,7 @@ def partition_rows(
     wanted = set(SHARD_SCHEMA.names) - (HEAVY_COLUMNS if light else set())
     tables = {run.stage: store.read_outputs(run.stage, run.index, run.key, wanted) for run in runs}
     by_stage = {name: {row["clip_id"]: row for row in table.to_pylist()} for name, table in tables.items()}
-    survivors = sorted(set.intersection(*(set(rows) for rows in by_stage.values())))
+    survivors = _survivors(by_stage.values())
     shard_columns = set(SHARD_SCHEMA.names)
     provenances = {MEASURED: provenance(config, runs, fine)}  # one string per objective source
     rows = []
@@ -109,6 +109,16 @@ def partition_rows(
         row["provenance"] = provenances[source]
         rows.append(row)
     return table_from_rows(rows, SHARD_SCHEMA)
+
+
+def _survivors(clip_ids_per_stage: Iterable[Iterable[str]]) -> list[str]:
+    """The clips that came through every stage, in clip-id order."""
+    return sorted(set.intersection(*(set(ids) for ids in clip_ids_per_stage)))
+
+
+def partition_survivors(store: PartitionStore, runs: list[PartitionRun]) -> list[str]:
+    """The clip ids of a partition's rows (the clips every stage passed), read from the clip_id columns only."""
+    return _survivors(store.read_outputs(r.stage, r.index, r.key, set()).column("clip_id").to_pylist() for r in runs)
 
 
 def partition_quarantine(store: PartitionStore, runs: list[PartitionRun]) -> list[pa.Table]:

@@ -17,14 +17,13 @@ from merr_builder import __version__
 from merr_builder.annotate.fine import fine_annotations, make_llm
 from merr_builder.annotate.objective import describe_peak_frames, make_vlm
 from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION, FINE_PROMPT_VERSION, OBJECTIVE_PROMPT_VERSION
-from merr_builder.assemble import build_tone_stats, partition_quarantine, partition_rows
+from merr_builder.assemble import build_tone_stats, partition_quarantine, partition_rows, partition_survivors
 from merr_builder.atomic import atomic_path, write_bytes_atomic
 from merr_builder.config import BuildConfig, config_as_json
 from merr_builder.quarantine import QuarantineRecord
 from merr_builder.runner import PartitionRun
 from merr_builder.schema import QUARANTINE_SCHEMA, SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
 from merr_builder.shards import ShardInfo, ShardWriter
-from merr_builder.speech.tone import CorpusStats
 from merr_builder.store import PartitionStore
 
 MANIFEST = "manifest.json"
@@ -71,16 +70,14 @@ class BuildSummary:
     stage_skipped: dict[str, int] = field(default_factory=dict)
 
 
-def peak_frames(
-    store: PartitionStore, partition_runs: list[list[PartitionRun]], config: BuildConfig, tone_stats: CorpusStats
-) -> dict[str, bytes]:
+def peak_frames(store: PartitionStore, partition_runs: list[list[PartitionRun]]) -> dict[str, bytes]:
     """clip_id → peak frame JPEG of every clip that becomes a row (the faces stage stored them)."""
     frames: dict[str, bytes] = {}
     for runs in partition_runs:
-        rows = set(partition_rows(store, runs, config, tone_stats, light=True).column("clip_id").to_pylist())
+        rows = set(partition_survivors(store, runs))
         for run in runs:
             if run.stage == "faces":
-                table = store.read_outputs(run.stage, run.index, run.key, {"clip_id", "peak_frame_jpeg"})
+                table = store.read_outputs(run.stage, run.index, run.key, {"peak_frame_jpeg"})
                 frames.update((r["clip_id"], r["peak_frame_jpeg"]) for r in table.to_pylist() if r["clip_id"] in rows)
     return frames
 
@@ -112,7 +109,7 @@ def finish_build(
     vlm = make_vlm(config.annotate)
     objectives = None
     if vlm is not None:
-        frames = peak_frames(store, partition_runs, config, tone_stats)
+        frames = peak_frames(store, partition_runs)
         objectives = describe_peak_frames(frames, vlm, config.annotate, out_dir / "cache" / "llm.sqlite")
         models = {**(models or {}), "objective_vlm": vlm.model_id()}
     light = []
