@@ -22,10 +22,9 @@ def make_llm(config: AnnotateConfig) -> LLMBackend | None:
     if config.fine_backend == "none":
         return None
     if config.fine_backend == "openai":
-        from merr_builder.annotate.llm.openai_server import OpenAIServerLLM
+        from merr_builder.annotate.llm.openai_server import server_from_config
 
-        return OpenAIServerLLM(config.server_url, config.server_model, concurrency=config.concurrency,  # type: ignore[arg-type]
-                               timeout_s=config.timeout_s, max_retries=config.max_retries)  # fmt: skip
+        return server_from_config(config, config.server_url, config.server_model)  # type: ignore[arg-type]
     from merr_builder.annotate.llm.hf import TransformersLLM
 
     if config.fine_backend == "smollm2":

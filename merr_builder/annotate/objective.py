@@ -26,10 +26,9 @@ MAX_CHARS = 300
 def make_vlm(config: AnnotateConfig) -> LLMBackend | None:
     if config.objective_backend == "measured":
         return None
-    from merr_builder.annotate.llm.openai_server import OpenAIServerLLM
+    from merr_builder.annotate.llm.openai_server import server_from_config
 
-    return OpenAIServerLLM(config.objective_server_url, config.objective_server_model,  # type: ignore[arg-type]
-                           concurrency=config.concurrency, timeout_s=config.timeout_s, max_retries=config.max_retries)  # fmt: skip
+    return server_from_config(config, config.objective_server_url, config.objective_server_model)  # type: ignore[arg-type]
 
 
 def clean_description(completion: Completion) -> tuple[str | None, str]:

@@ -148,16 +148,20 @@ class MediaPipeExtractor:
             result = self._landmarker.detect(self._image(self._enhanced(crop)))
         return result if result.face_landmarks else None
 
+    def _detections(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        """(box, confidence) of every face the full-range detector finds in one RGB frame, best first."""
+        _check_frame(rgb)
+        found = [((b.origin_x, b.origin_y, b.width, b.height), d.categories[0].score)
+                 for d in self._detector.detect(self._image(rgb)).detections for b in [d.bounding_box]]  # fmt: skip
+        return sorted(found, key=lambda found: -found[1])
+
     def faces_in(self, rgb: np.ndarray) -> list[Face]:
         """Every face of one RGB frame that the landmarker confirms, with AUs and blendshapes."""
-        _check_frame(rgb)
-        detections = sorted(self._detector.detect(self._image(rgb)).detections, key=lambda d: -d.categories[0].score)
         faces: list[Face] = []
-        for detection in detections:
+        for box, score in self._detections(rgb):
             if len(faces) == self.max_faces:
                 break
-            b = detection.bounding_box
-            face = self._face_in_crop(rgb, (b.origin_x, b.origin_y, b.width, b.height), detection.categories[0].score)
+            face = self._face_in_crop(rgb, box, score)
             if face is None or any(iou(face.box, kept.box) > DUPLICATE_IOU for kept in faces):
                 continue  # not a face, or a second detection of one already landmarked (best come first)
             faces.append(face)
@@ -167,13 +171,11 @@ class MediaPipeExtractor:
         """The face nearest to `reference` (centre within `max_shift` of its box sides), landmarking only
         the detections in order of distance until one is confirmed: the refinement of the main face's peak
         needs no other face."""
-        _check_frame(rgb)
-        boxes = [(b.origin_x, b.origin_y, b.width, b.height, d.categories[0].score)
-                 for d in self._detector.detect(self._image(rgb)).detections for b in [d.bounding_box]]  # fmt: skip
-        for *box, score in sorted(boxes, key=lambda b: centre_distance(tuple(b[:4]), reference.box)):
-            if centre_distance(tuple(box), reference.box) >= max_shift:
+        by_distance = sorted((centre_distance(box, reference.box), box, score) for box, score in self._detections(rgb))
+        for distance, box, score in by_distance:
+            if distance >= max_shift:
                 break
-            face = self._face_in_crop(rgb, tuple(box), score)  # type: ignore[arg-type]
+            face = self._face_in_crop(rgb, box, score)
             if face is not None and centre_distance(face.box, reference.box) < max_shift:
                 return face
         return None

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings
+
+if TYPE_CHECKING:
+    from merr_builder.config import AnnotateConfig
 
 
 class LLMServerError(RuntimeError):
@@ -63,3 +67,8 @@ class OpenAIServerLLM:
         text = (choice.message.content or "").strip()
         new_tokens = response.usage.completion_tokens if response.usage else len(text.split())
         return Completion(text, "length" if choice.finish_reason == "length" else "stop", new_tokens)
+
+
+def server_from_config(config: AnnotateConfig, base_url: str, model: str) -> OpenAIServerLLM:
+    """A server backend with the annotate section's concurrency, timeout and retries (fine step, VLM step)."""
+    return OpenAIServerLLM(base_url, model, concurrency=config.concurrency, timeout_s=config.timeout_s, max_retries=config.max_retries)
