@@ -105,7 +105,8 @@ class EmotionLlama(nn.Module):
         out = embeddings(batch.ids.clamp(min=0))
         for index, stream in enumerate(self.streams):
             rows, cols = torch.nonzero(batch.ids == -1 - index, as_tuple=True)
-            projected = self.projectors[stream](batch.features[stream].to(out.dtype))
+            projector = self.projectors[stream]  # float32 even over a bf16 base
+            projected = projector(batch.features[stream].to(projector.weight.dtype))
             out = out.index_put((rows, cols), projected[rows].to(out.dtype))
         return out
 
@@ -132,7 +133,8 @@ class EmotionLlama(nn.Module):
 def build_model(model_dir: Path, streams: list[str], lora_r: int = 64, lora_alpha: int = 16, lora_dropout: float = 0.05,
                 lora_targets: list[str] | tuple[str, ...] = ("q_proj", "v_proj"), dtype: torch.dtype = torch.float32,
                 gradient_checkpointing: bool = False, max_answer_tokens: int = 1024, dims: dict[str, int] | None = None) -> EmotionLlama:  # fmt: skip
-    """A local causal LM folder, frozen, with LoRA on `lora_targets` and fresh projectors."""
+    """A local causal LM folder, frozen, in `dtype`, with LoRA on `lora_targets` and fresh projectors; the
+    trainable weights (LoRA: peft's adapter autocast; projectors) are float32 whatever `dtype` is."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -72,6 +72,11 @@ def optimizer_for(model: EmotionLlama, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
 
 
+def uses_bf16(config: TrainConfig, device: str) -> bool:
+    """bf16 autocast, with the frozen base held in bf16: asked for, or `auto` on a GPU."""
+    return config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda"))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -83,8 +88,10 @@ def load_trained(path: Path, device: str = "cpu") -> tuple[EmotionLlama, Feature
     weights, _, meta = checkpoint.load(path)
     config = TrainConfig.model_validate(meta["config"])
     scaler = FeatureScaler(meta["feature_stats"])
+    bf16 = uses_bf16(config, device)
     model = build_model(Path(meta["model_dir"]), config.features, config.lora_r, config.lora_alpha, config.lora_dropout,
-                        config.lora_targets, max_answer_tokens=config.max_txt_len, dims=scaler.dims)  # fmt: skip
+                        config.lora_targets, dtype=torch.bfloat16 if bf16 else torch.float32,
+                        max_answer_tokens=config.max_txt_len, dims=scaler.dims)  # fmt: skip
     _load_weights(model, weights)
     return model.to(device).eval(), scaler, meta
 
@@ -110,7 +117,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         torch.cuda.set_device(device)
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda"))
+    bf16 = uses_bf16(config, device)
 
     seed_everything(config.seed)
     run_dir = Path(config.out_dir)
@@ -123,9 +130,11 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
         scaler = FeatureScaler.fit(read_rows(config.data, config.features, config.split), config.features)
     # A resumed run, or stage 2, continues on the base model its checkpoint names unless told otherwise.
     model_dir = config.model_dir or (Path(source[2]["model_dir"]) if source else default_model_dir(config))
+    # Under bf16 the frozen base is held in bf16 (half the memory; autocast would cast it for every matmul
+    # anyway); LoRA and the projectors, the weights AdamW updates, stay float32 (build_model).
     model = build_model(model_dir, config.features, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
-                        gradient_checkpointing=config.gradient_checkpointing, max_answer_tokens=config.max_txt_len,
-                        dims=scaler.dims).to(device)  # fmt: skip
+                        dtype=torch.bfloat16 if bf16 else torch.float32, gradient_checkpointing=config.gradient_checkpointing,
+                        max_answer_tokens=config.max_txt_len, dims=scaler.dims).to(device)  # fmt: skip
     start_step, consumed, state = 0, 0, None
     if source is not None:
         _load_weights(model, source[0])

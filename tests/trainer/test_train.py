@@ -1,4 +1,5 @@
-"""Training on a real build: the loss falls (SmolLM2-135M), save → load gives the same logits, a resumed
+"""Training on a real build: the loss falls (SmolLM2-135M), save → load gives the same logits (float32,
+and bf16 with the frozen base held in bf16), a resumed
 run continues the uninterrupted loss curve exactly, and two gloo processes train under torchrun, with the
 model replicated (DDP) or sharded (FSDP2) and the same losses either way."""
 
@@ -34,10 +35,16 @@ def test_a_few_steps_on_the_sample_build_with_smollm2_make_the_loss_fall(sample_
     assert [r["step"] for r in log] == list(range(1, 13)) and all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in log)
 
 
-def test_save_then_load_gives_identical_logits(sample_build, tiny_lm, tmp_path):
-    result = train(_config(sample_build, tmp_path / "run", model_dir=tiny_lm, max_steps=2, save_every=2))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_save_then_load_gives_identical_logits(sample_build, tiny_lm, tmp_path, precision):
+    result = train(_config(sample_build, tmp_path / "run", model_dir=tiny_lm, max_steps=2, save_every=2, precision=precision))
     loaded, scaler, meta = load_trained(tmp_path / "run")
     assert meta["step"] == 2 and result.checkpoint.name == "step-0000002"
+    # bf16: the frozen base is held in bf16, what AdamW updates (LoRA, projectors) in float32; loading does the same.
+    base = torch.bfloat16 if precision == "bf16" else torch.float32
+    for model in (result.model, loaded):
+        assert {p.dtype for p in model.parameters() if not p.requires_grad} == {base}
+        assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     samples = [s for r in read_rows([sample_build], list(scaler.stats), None) for s in samples_of(r, ["reason"], scaler, random.Random(0))]
     batch = loaded.prompts.collate(samples[:4])
     trained = result.model.eval()
