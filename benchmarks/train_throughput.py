@@ -19,6 +19,7 @@ lookup) × real tokens / time, over the matmul peak measured on this device in t
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import random
 import tempfile
@@ -32,12 +33,15 @@ from merr_builder.trainer.model import IGNORE, Batch, build_model
 FEATURE_POSITIONS = 260
 
 
-def make_model(folder: Path, gpu: bool):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def make_model(folder: Path, gpu: bool, tokenizer_dir: Path | None, device: str, dtype: torch.dtype):
+    """A random-initialised Llama saved as a local model folder, for the trainer's own loading code."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from merr_builder.assets import smollm2_dir
+    if tokenizer_dir is None:
+        from merr_builder.assets import smollm2_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
+        tokenizer_dir = smollm2_dir()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.save_pretrained(folder)
     if gpu:
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -46,7 +50,9 @@ def make_model(folder: Path, gpu: bool):
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                              num_attention_heads=8, num_key_value_heads=4)  # fmt: skip
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    with torch.device(device):  # initialising 8 B parameters on the host alone takes minutes
+        AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
+    return tokenizer
 
 
 def samples(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
@@ -120,35 +126,51 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = device == "cuda"
     steps = args.steps or (20 if args.gpu else 6)
     streams = ["peak", "face", "audio"]
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    measured: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        make_model(Path(tmp), args.gpu)
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        ours = build_model(Path(tmp), streams, dtype=dtype).to(device)
-        plain = build_model(Path(tmp), streams, dtype=dtype, gradient_checkpointing=True).to(device)
-        pad = ours.tokenizer.pad_token_id or 0
-        items = samples(args.batch * (steps + 1), len(ours.tokenizer))
+        tokenizer = make_model(Path(tmp), args.gpu, args.tokenizer, device, dtype)
+        pad = tokenizer.pad_token_id or 0
+        items = samples(args.batch * (steps + 1), len(tokenizer))
         # Plain: arrival order, padded to 1024. Ours: length windows of 8 batches, padded to each batch's longest.
         plain_batches = [batch_of(items[i : i + args.batch], 1024, streams, pad) for i in range(0, len(items), args.batch)]
         windows = [sorted(items[i : i + 8 * args.batch], key=lambda s: len(s[0])) for i in range(0, len(items), 8 * args.batch)]
         ours_batches = [batch_of(w[i : i + args.batch], None, streams, pad) for w in windows for i in range(0, len(w), args.batch)]
-        plain_s, plain_tokens = run(plain, plain_batches, device, bf16)
-        ours_s, ours_tokens = run(ours, ours_batches, device, bf16)
-        # Matmul parameters: the input embedding is a lookup, not a product.
-        params = sum(p.numel() for p in ours.parameters()) - ours.lm.get_input_embeddings().weight.numel()
+        # One model on the device at a time: two 8B copies would crowd an 80 GB card.
+        for label, checkpointing, batches in (("plain", True, plain_batches), ("ours", False, ours_batches)):
+            model = build_model(Path(tmp), streams, dtype=dtype, gradient_checkpointing=checkpointing).to(device)
+            # Matmul parameters: the input embedding is a lookup, not a product.
+            params = sum(p.numel() for p in model.parameters()) - model.lm.get_input_embeddings().weight.numel()
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            seconds, tokens = run(model, batches, device, bf16)
+            peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+            measured[label] = {"seconds": seconds, "tokens": tokens, "tok_s": tokens / seconds, "peak_gib": peak_gib}
+            del model
+            if device == "cuda":
+                torch.cuda.empty_cache()
     peak = matmul_peak(device, dtype)
     name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     print(f"machine: {name}, torch {torch.__version__}, {'bf16 autocast' if bf16 else 'float32'}")
     print(f"model: {'Llama-3-8B shape' if args.gpu else 'small Llama (4 layers, hidden 256)'} (random), {params / 1e6:.1f} M matmul parameters, LoRA r 64 on q_proj/v_proj")
     print(f"samples: {FEATURE_POSITIONS} feature positions + 120-280 text tokens, batch {args.batch}, {steps} timed steps each")
-    for label, seconds, tokens in (("plain HF + peft (pad 1024, grad ckpt)", plain_s, plain_tokens), ("ours (length windows)", ours_s, ours_tokens)):
-        mfu = 6 * params * tokens / seconds / peak
-        print(f"{label:38s}: {tokens / seconds:9.1f} tokens/s, MFU {mfu:.1%} (matmul peak measured {peak / 1e12:.2f} TFLOP/s)")
-    print(f"ratio ours / plain: {(ours_tokens / ours_s) / (plain_tokens / plain_s):.2f}")
+    for key, label in (("plain", "plain HF + peft (pad 1024, grad ckpt)"), ("ours", "ours (length windows)")):
+        row = measured[key]
+        row["mfu"] = 6 * params * row["tokens"] / row["seconds"] / peak
+        print(f"{label:38s}: {row['tok_s']:9.1f} tokens/s, MFU {row['mfu']:.1%} (matmul peak measured {peak / 1e12:.2f} TFLOP/s), "
+              f"peak memory {row['peak_gib']:.1f} GiB")  # fmt: skip
+    ratio = measured["ours"]["tok_s"] / measured["plain"]["tok_s"]
+    print(f"ratio ours / plain: {ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": name, "torch": torch.__version__, "batch": args.batch, "steps": steps,
+                                         "matmul_params": params, "matmul_peak_flops": peak, "runs": measured, "ratio": ratio}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

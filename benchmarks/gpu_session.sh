@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of one device lease, as one prepared command (a lease is short: run both at once).
+#
+#   bash benchmarks/gpu_session.sh prepare   # here, once: wheels and the tokenizer into .whl/ (git-ignored)
+#   bash benchmarks/gpu_session.sh run       # on the device machine, from the repo root, with .whl carried
+#
+# The device image has torch but not every package we pin (pydantic, our transformers/peft versions), and
+# nothing can be fetched there, so they travel as cp312 wheels and install into /tmp/site. `run` writes
+# each benchmark's log and JSON under $OUT (or out/gpu here) and gives each a time limit, so one that
+# hangs or runs out of memory still leaves the other's numbers.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+WHEELS=(transformers==5.24.0 tokenizers==0.23.3 huggingface_hub==2.4.0 peft==0.21.2 pydantic==2.14.4 pydantic_core==2.50.5
+        annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 dill==0.4.1 httpx2==2.16.2
+        httpcore2==2.16.2 h2==4.4.1 hpack==4.2.0 hyperframe==6.1.0 sniffio==1.3.1 truststore==0.10.5)
+
+case "${1:-}" in
+prepare)
+    python=${MERR_VENV:-.venv}/bin/python
+    "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl "${WHEELS[@]}" || exit 1
+    # The benchmarks' vocabulary and chat template: SmolLM2's tokenizer, from the pinned package.
+    "$python" -c "
+from transformers import AutoTokenizer
+from merr_builder.assets import smollm2_dir
+AutoTokenizer.from_pretrained(smollm2_dir()).save_pretrained('.whl/tokenizer')" || exit 1
+    du -sh .whl
+    ;;
+run)
+    out=${OUT:-out/gpu}
+    mkdir -p "$out"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+    # The trainer first: it has never run on a GPU (issue 7); then the fine-step LLM (issue 5).
+    timeout "${TRAIN_LIMIT_S:-300}" python3 benchmarks/train_throughput.py --gpu --tokenizer .whl/tokenizer \
+        --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.log"
+    echo "train_throughput exit: ${PIPESTATUS[0]}"
+    timeout "${LLM_LIMIT_S:-270}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
+        --json "$out/llm_throughput.json" 2>&1 | tee "$out/llm_throughput.log"
+    echo "llm_throughput exit: ${PIPESTATUS[0]}"
+    ;;
+*)
+    echo "usage: bash benchmarks/gpu_session.sh prepare|run" >&2
+    exit 2
+    ;;
+esac
