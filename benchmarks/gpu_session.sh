@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_session.sh prepare   # here, once: wheels and the tokenizer into .whl/ (git-ignored)
 #   bash benchmarks/gpu_session.sh run       # on the device machine, from the repo root, with .whl carried
+#                                            # (device tool: carry [".whl"], timeout_s 600; about 6-8 minutes)
 #
 # The device image has torch but not every package we pin (pydantic, our transformers/peft versions), and
 # nothing can be fetched there, so they travel as cp312 wheels and install into /tmp/site. `run` writes
