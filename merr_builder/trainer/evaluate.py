@@ -83,7 +83,7 @@ def evaluate(checkpoint: Path, data: list[Path], out_dir: Path, split: str | Non
              max_new_tokens: int = 16) -> dict:  # fmt: skip
     from merr_builder.trainer.train import load_trained
 
-    model, scaler, meta = load_trained(checkpoint, _device())
+    model, scaler, _ = load_trained(checkpoint, _device())
     rows = [r for r in read_rows(data, list(scaler.stats), split) if r["label"]]
     if not rows:
         raise ValueError(f"no labelled rows in split {split!r} of {', '.join(map(str, data))}")

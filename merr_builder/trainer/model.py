@@ -36,7 +36,7 @@ class Batch:
     features: dict[str, torch.Tensor]  # stream → (B, dim)
 
     def to(self, device) -> Batch:
-        move = lambda t: t.to(device) if t is not None else None  # noqa: E731
+        move = lambda t: t.to(device) if t is not None else None
         return Batch(move(self.ids), move(self.attention_mask), move(self.labels), {k: move(v) for k, v in self.features.items()})
 
     def tokens(self) -> int:
