@@ -39,7 +39,7 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0)
     save_every: int = Field(500, ge=1)
     seed: int = 42
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a GPU, fp32 on the CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on a GPU (autocast, the frozen base held in bf16, LoRA and projectors float32), fp32 on the CPU")
     gradient_checkpointing: bool = False
     sharding: Literal["ddp", "fsdp"] = Field(
         "ddp", description="under torchrun: ddp keeps a whole model per process; fsdp shards it across them (8B on small GPUs)"
