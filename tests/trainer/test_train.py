@@ -104,3 +104,16 @@ def test_a_bad_training_config_names_the_field(tmp_path):
     (tmp_path / "t.yaml").write_text("data: [x]\nlora_r: 0\n")
     with pytest.raises(ConfigError, match="lora_r"):
         load_train_config(tmp_path / "t.yaml")
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_shipped_stage_configs_load_and_begin_with_their_command(stage):
+    from merr_builder.trainer.config import load_train_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"train_stage{stage}.yaml"
+    assert path.read_text().splitlines()[0] == f"# merr train --config configs/train_stage{stage}.yaml"
+    config = load_train_config(path)
+    if stage == 1:
+        assert config.tasks == ["emotion", "reason"] and config.init_from is None
+    else:  # instruction tuning on the fine captions, from stage 1's adapters and projectors
+        assert config.tasks == ["reason_v2"] and Path(config.init_from) == Path(load_train_config(path.with_name("train_stage1.yaml")).out_dir)
