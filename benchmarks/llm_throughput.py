@@ -31,6 +31,7 @@ import transformers
 
 from merr_builder.annotate.llm.hf import TransformersLLM
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
+from merr_builder.annotate.llm.static_decode import kv_bytes_per_token
 from merr_builder.annotate.prompts import COARSE_TEMPLATE, FINE_QUESTION, FINE_SYSTEM
 
 LABELS = ["happy", "sad", "neutral", "angry", "worried", "surprise"]
@@ -146,8 +147,7 @@ def floors(model, reqs_tokens: list[int], new: int, batch: int, bandwidth: float
     as separate phases, as ours and plain `generate` run them; and matmul FLOPs alone (phases overlapped)."""
     cfg = model.config
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) - model.get_input_embeddings().weight.nbytes
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * next(model.parameters()).element_size()
+    kv_per_token = kv_bytes_per_token(cfg, next(model.parameters()).dtype)
     mean_prompt = sum(reqs_tokens) / len(reqs_tokens)
     step_bytes = weight_bytes + batch * (mean_prompt + new / 2) * kv_per_token
     decode_tokens_per_s = batch / (step_bytes / bandwidth)

@@ -9,7 +9,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -136,7 +136,9 @@ class AnnotateConfig(_Section):
     concurrency: int = Field(16, ge=1, description="requests in flight at once (openai)")
     timeout_s: float = Field(120.0, gt=0, description="per request (openai)")
     max_retries: int = Field(4, ge=0, description="retries with exponential backoff on connection errors, 429 and 5xx (openai)")
-    batch_size: int = Field(16, ge=1)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="prompts per batch (transformers, smollm2); auto: 16 on the CPU, on a GPU what the free memory holds (up to 256)"
+    )
     max_new_tokens: int = Field(160, ge=8, le=4096)
     temperature: float = Field(0.0, ge=0, le=2, description="0: greedy")
     neutral_fraction: float = Field(0.1, ge=0, le=1, description="neutral samples added, as a share of the others")

@@ -27,11 +27,12 @@ def make_llm(config: AnnotateConfig) -> LLMBackend | None:
         return server_from_config(config, config.server_url, config.server_model)  # type: ignore[arg-type]
     from merr_builder.annotate.llm.hf import TransformersLLM
 
+    rows = None if config.batch_size == "auto" else config.batch_size
     if config.fine_backend == "smollm2":
         from merr_builder.assets import smollm2_dir
 
-        return TransformersLLM(smollm2_dir(), batch_size=config.batch_size)
-    return TransformersLLM(config.model_dir, batch_size=config.batch_size)  # type: ignore[arg-type]
+        return TransformersLLM(smollm2_dir(), batch_size=rows)
+    return TransformersLLM(config.model_dir, batch_size=rows)  # type: ignore[arg-type]
 
 
 def _stable_fraction(clip_id: str, seed: int) -> float:

@@ -90,3 +90,30 @@ def test_static_decoding_stops_each_row_at_its_own_end_of_sequence(tiny_llama):
     ours = fast.generate(_varied_requests(), settings)
     assert ours == reference
     assert ours[0].finish_reason == "stop" and ours[0].new_tokens <= 4
+
+
+def test_automatic_rows_fit_the_kv_cache_in_its_share_of_free_memory():
+    from transformers import LlamaConfig
+
+    from merr_builder.annotate.llm.hf import GPU_MAX_ROWS, KV_SHARE, auto_rows
+    from merr_builder.annotate.llm.static_decode import kv_bytes_per_token
+
+    llama3_8b = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8)
+    kv = kv_bytes_per_token(llama3_8b, torch.bfloat16)
+    assert kv == 2 * 32 * 8 * 128 * 2  # keys and values, 32 layers, 8 KV heads of 128, bf16
+    assert auto_rows(62 * 2**30, 832, kv) == GPU_MAX_ROWS  # an 80 GB card after the 16 GB of weights
+    for free in (24 * 2**30, 9 * 2**30, 3 * 2**30):  # smaller cards: as many rows as the share holds, in eights
+        rows = auto_rows(free, 832, kv)
+        assert rows % 8 == 0 and rows * 832 * kv <= KV_SHARE * free < (rows + 8) * 832 * kv
+    assert auto_rows(2**29, 832, kv) == 2 and auto_rows(10**6, 832, kv) == 1  # under 8 rows: what fits, never zero
+
+
+def test_batch_size_auto_is_16_rows_on_the_cpu_and_a_number_is_kept(tiny_llama):
+    from merr_builder.annotate.fine import make_llm
+    from merr_builder.annotate.llm.hf import CPU_ROWS
+    from merr_builder.config import AnnotateConfig
+
+    auto = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama))
+    assert auto.batch_size is None and auto.rows_for(700) == CPU_ROWS == 16
+    fixed = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama, batch_size=3))
+    assert fixed.rows_for(700) == 3
