@@ -192,6 +192,8 @@ def main() -> None:
     plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
     prompt_tokens = [len(tokenizer(ours._prompt(r), add_special_tokens=False).input_ids) for r in reqs]
     results: dict[str, dict] = {}
+    # What `annotate.batch_size: auto` would choose here, with only the model on the device.
+    auto_rows = TransformersLLM.from_model(model, tokenizer).rows_for(max(prompt_tokens) + settings.max_new_tokens)
 
     warm = GenerationSettings(max_new_tokens=8)
     plain_generate(plain, reqs[:8], warm, 8)
@@ -255,6 +257,7 @@ def main() -> None:
     print(f"machine: {gpu_name}, torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"prompts: {n} ({min(prompt_tokens)}-{max(prompt_tokens)} tokens, mean {sum(prompt_tokens) / n:.0f}), batch {batch}, "
           f"new tokens {settings.max_new_tokens}, model {'Llama-3-8B shape' if args.gpu else 'small Llama'} (random), {dtype}")  # fmt: skip
+    print(f"annotate.batch_size auto would run {auto_rows} rows per batch here")
     if device == "cuda":
         print(f"measured ceilings: copy {bandwidth / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
         print(f"floors: decode alone {ceiling['decode_floor_tok_s']:,.0f} tok/s; decode + prefill {ceiling['decode_plus_prefill_floor_tok_s']:,.0f} tok/s; "
@@ -270,7 +273,7 @@ def main() -> None:
         print(f"greedy outputs identical to plain generate in float32 (32 new tokens): {exact}/{len(sample)}")
     if args.json:
         args.json.write_text(json.dumps({"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks,
-                                         "identical_fp32": exact, "sample": len(sample), "prompts": n, "batch": batch}, indent=1))  # fmt: skip
+                                         "identical_fp32": exact, "sample": len(sample), "prompts": n, "batch": batch, "auto_rows": auto_rows}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":
