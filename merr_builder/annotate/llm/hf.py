@@ -24,6 +24,12 @@ GPU_MAX_ROWS = 256  # the 8B decode step gains little beyond (H100: 4,879 tok/s 
 KV_SHARE = 0.6  # the rest: prefill activations, the CUDA graph's pool, the allocator's slack
 
 
+def cache_slots(tokens: int) -> int:
+    """KV cache length for sequences of up to `tokens`: a few sizes only, so a decoder (and its CUDA
+    graph) is reused across calls."""
+    return -(-tokens // 64) * 64
+
+
 def auto_rows(free_bytes: int, max_len: int, kv_bytes: int, cap: int = GPU_MAX_ROWS) -> int:
     """Rows whose KV cache of `max_len` slots fits in KV_SHARE of `free_bytes`: a multiple of 8, 1 to cap."""
     rows = int(free_bytes * KV_SHARE) // (max_len * kv_bytes)
@@ -80,7 +86,7 @@ class TransformersLLM:
             return self.batch_size
         if not self.device.startswith("cuda"):
             return CPU_ROWS
-        max_len = -(-max_len // 64) * 64  # the same few sizes the decoder is built for
+        max_len = cache_slots(max_len)
         if max_len not in self._auto_rows:  # measured once per size, with no cache of ours alive
             self._decoder = None
             torch.cuda.empty_cache()
@@ -108,8 +114,7 @@ class TransformersLLM:
     def _generate_static(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
         ids = [self.tokenizer(self._prompt(r), add_special_tokens=False).input_ids for r in requests]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        max_len = max(len(i) for i in ids) + settings.max_new_tokens
-        max_len = -(-max_len // 64) * 64  # a few sizes only, so a decoder (and its CUDA graph) is reused
+        max_len = cache_slots(max(len(i) for i in ids) + settings.max_new_tokens)
         batch = min(self.rows_for(max_len), len(ids))
         decoder = self._decoder
         if decoder is None or decoder.batch != batch or decoder.max_len < max_len:
