@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from device_peaks import matmul_flops, sync
 
 from merr_builder.annotate.llm.hf import TransformersLLM
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
@@ -108,11 +109,6 @@ def ours_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: Gener
     return elapsed, sum(c.new_tokens for c in completions), tokens
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def measured_ceilings(device: str) -> tuple[float, float]:
     """(copy bandwidth in bytes/s counting read + write, bf16 matmul FLOP/s), measured here and now."""
     if device != "cuda":
@@ -128,16 +124,7 @@ def measured_ceilings(device: str) -> tuple[float, float]:
     sync()
     bandwidth = 10 * 2 * a.numel() * 4 / (time.perf_counter() - started)
     del a, b
-    x = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
-    for _ in range(3):
-        x @ x
-    sync()
-    started = time.perf_counter()
-    for _ in range(10):
-        x @ x
-    sync()
-    flops = 10 * 2 * 8192**3 / (time.perf_counter() - started)
-    del x
+    flops = matmul_flops("cuda", torch.bfloat16, 8192)
     torch.cuda.empty_cache()
     return bandwidth, flops
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from device_peaks import matmul_flops, sync
 
 from merr_builder.trainer.model import IGNORE, Batch, build_model
 
@@ -90,7 +91,7 @@ def run(model, batches: list[Batch], device: str, bf16: bool) -> tuple[float, in
             model(warm.to(device)).backward()
         optimizer.step()
         optimizer.zero_grad()
-    sync(device)
+    sync()
     started, tokens = time.perf_counter(), 0
     for batch in batches[1:]:
         batch = batch.to(device)
@@ -99,26 +100,8 @@ def run(model, batches: list[Batch], device: str, bf16: bool) -> tuple[float, in
         optimizer.step()
         optimizer.zero_grad()
         tokens += batch.tokens()
-    sync(device)
+    sync()
     return time.perf_counter() - started, tokens
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device: str, dtype: torch.dtype) -> float:
-    n = 8192 if device == "cuda" else 1024
-    x = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        x @ x
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(5):
-        x @ x
-    sync(device)
-    return 5 * 2 * n**3 / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -156,7 +139,7 @@ def main() -> None:
             del model
             if device == "cuda":
                 torch.cuda.empty_cache()
-    peak = matmul_peak(device, dtype)
+    peak = matmul_flops(device, dtype, 8192 if device == "cuda" else 1024, repeats=5)
     name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     print(f"machine: {name}, torch {torch.__version__}, {'bf16 autocast' if bf16 else 'float32'}")
     print(f"model: {'Llama-3-8B shape' if args.gpu else 'small Llama (4 layers, hidden 256)'} (random), {params / 1e6:.1f} M matmul parameters, LoRA r 64 on q_proj/v_proj")
