@@ -2,8 +2,9 @@
 # The GPU benchmarks of one device lease, as one prepared command (a lease is short: run both at once).
 #
 #   bash benchmarks/gpu_session.sh prepare   # here, once: wheels and the tokenizer into .whl/ (git-ignored)
-#   bash benchmarks/gpu_session.sh run       # on the device machine, from the repo root, with .whl carried
-#                                            # (device tool: carry [".whl"], timeout_s 600; about 6-8 minutes)
+#   bash benchmarks/gpu_session.sh run [train|llm]  # on the device machine, from the repo root, with .whl
+#                                            # carried (device tool: carry [".whl"], timeout_s 600; both take
+#                                            # about 6-8 minutes; name one to run only that)
 #
 # The device image has torch but not every package we pin (pydantic, our transformers/peft versions), and
 # nothing can be fetched there, so they travel as cp312 wheels and install into /tmp/site. `run` writes
@@ -34,16 +35,21 @@ run)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-    # The trainer first: it has never run on a GPU (issue 7); then the fine-step LLM (issue 5).
-    timeout "${TRAIN_LIMIT_S:-300}" python3 benchmarks/train_throughput.py --gpu --tokenizer .whl/tokenizer \
-        --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.log"
-    echo "train_throughput exit: ${PIPESTATUS[0]}"
-    timeout "${LLM_LIMIT_S:-270}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
-        --json "$out/llm_throughput.json" 2>&1 | tee "$out/llm_throughput.log"
-    echo "llm_throughput exit: ${PIPESTATUS[0]}"
+    only=${2:-all}
+    # The trainer first (issue 7); then the fine-step LLM (issue 5).
+    if [[ $only == all || $only == train ]]; then
+        timeout "${TRAIN_LIMIT_S:-300}" python3 benchmarks/train_throughput.py --gpu --tokenizer .whl/tokenizer \
+            --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.log"
+        echo "train_throughput exit: ${PIPESTATUS[0]}"
+    fi
+    if [[ $only == all || $only == llm ]]; then
+        timeout "${LLM_LIMIT_S:-270}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
+            --json "$out/llm_throughput.json" 2>&1 | tee "$out/llm_throughput.log"
+        echo "llm_throughput exit: ${PIPESTATUS[0]}"
+    fi
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare|run" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare | run [train|llm]" >&2
     exit 2
     ;;
 esac

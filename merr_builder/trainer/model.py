@@ -22,6 +22,10 @@ from merr_builder.trainer.data import Sample
 from merr_builder.trainer.features import STREAMS
 
 IGNORE = -100
+# Training batches are padded to a multiple of this: attention kernels (cuDNN's on Hopper) are built once
+# per new sequence length, at up to seconds each, so a bounded set of widths beats exact ones (on an H200,
+# 8B: 3.3k tokens/s while every width is new, 12.9k once seen; benchmarks/RESULTS.md).
+PAD_MULTIPLE = 16
 
 
 def prompt_text(instruction_text: str) -> str:
@@ -71,10 +75,13 @@ class PromptBuilder:
         return ids, prompt_length
 
     def collate(self, samples: list[Sample], train: bool = True) -> Batch:
-        """Right-padded for training (labels on the answer only), left-padded for generation."""
+        """Right-padded for training (labels on the answer only, width a multiple of PAD_MULTIPLE),
+        left-padded for generation."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         seqs = [self.sequence(s.instruction, s.answer if train else None) for s in samples]
         width = max(len(ids) for ids, _ in seqs)
+        if train:
+            width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long) if train else None

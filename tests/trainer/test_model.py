@@ -8,7 +8,7 @@ import torch
 from merr_builder.tasks import instruction
 from merr_builder.trainer.data import Sample
 from merr_builder.trainer.features import STREAMS
-from merr_builder.trainer.model import build_model
+from merr_builder.trainer.model import PAD_MULTIPLE, build_model
 
 
 def _sample(streams, task="reason", answer="the person smiles so the label is happy"):
@@ -24,6 +24,7 @@ def test_feature_tokens_sit_at_the_same_positions_in_training_and_generation(tin
     short.instruction = short.instruction.replace("I can't believe it", "hi")  # a shorter prompt, so generation pads it
     train_batch = model.prompts.collate([short, long], train=True)
     generate_batch = model.prompts.collate([short, long], train=False)
+    assert train_batch.ids.shape[1] % PAD_MULTIPLE == 0 and generate_batch.attention_mask[0, 0] == 0
     for row in range(2):
         train_ids = train_batch.ids[row][train_batch.attention_mask[row] == 1].tolist()
         generate_ids = generate_batch.ids[row][generate_batch.attention_mask[row] == 1].tolist()
