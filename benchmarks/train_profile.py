@@ -17,23 +17,20 @@ from pathlib import Path
 
 import torch
 from device_peaks import sync
-from train_throughput import batch_of, make_model, samples
+from train_throughput import batch_of, make_model, optimizer_of, samples, train_step
 
 from merr_builder.trainer.model import PAD_MULTIPLE, build_model
 
 
 def steps(model, optimizer, batches, device, bf16, label):
+    """Each step timed alone, printed as width:milliseconds."""
     times = []
     for batch in batches:
-        batch = batch.to(device)
         sync()
         started = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            model(batch).backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        tokens = train_step(model, optimizer, batch, device, bf16)
         sync()
-        times.append((batch.ids.shape[1], time.perf_counter() - started, batch.tokens()))
+        times.append((batch.ids.shape[1], time.perf_counter() - started, tokens))
     total = sum(t for _, t, _ in times)
     print(f"{label:28s} tok/s {sum(n for _, _, n in times) / total:8.0f}  " + " ".join(f"{w}:{t * 1000:.0f}" for w, t, _ in times), flush=True)
 
@@ -60,8 +57,7 @@ def main() -> None:
         ours64 = [batch_of(group, -(-width // 64) * 64, streams, pad) for group, width in zip(groups, longest)]
         wide = [batch_of(items[i : i + size], 1024, streams, pad) for i in range(0, len(items), size)]
         model = build_model(Path(tmp), streams, dtype=dtype).to(device)
-        model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        optimizer = optimizer_of(model)
         for label, batches in (("exact widths", exact), (f"pad to {PAD_MULTIPLE}", ours), ("pad to 64", ours64)):
             steps(model, optimizer, batches, device, bf16, f"{label}, first pass")
             steps(model, optimizer, batches, device, bf16, f"{label}, widths seen")

@@ -88,21 +88,29 @@ def batch_of(items: list[tuple[list[int], int]], width: int | None, streams: lis
     return Batch(ids, mask, labels, features)
 
 
+def optimizer_of(model) -> torch.optim.Optimizer:
+    model.train()
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+
+def train_step(model, optimizer, batch: Batch, device: str, bf16: bool) -> int:
+    """One optimizer step on `batch`; its real tokens."""
+    batch = batch.to(device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        model(batch).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return batch.tokens()
+
+
 def run(model, batches: list[Batch], device: str, bf16: bool) -> tuple[list[float], int]:
     """Seconds of each of two passes over `batches`, and the real tokens of one pass."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    model.train()
+    optimizer = optimizer_of(model)
     seconds = []
     for _ in range(2):
         sync()
-        started, tokens = time.perf_counter(), 0
-        for batch in batches:
-            batch = batch.to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-                model(batch).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            tokens += batch.tokens()
+        started = time.perf_counter()
+        tokens = sum(train_step(model, optimizer, batch, device, bf16) for batch in batches)
         sync()
         seconds.append(time.perf_counter() - started)
     return seconds, tokens
