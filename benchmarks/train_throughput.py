@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from device_peaks import matmul_flops, sync
 
-from merr_builder.trainer.model import IGNORE, PAD_MULTIPLE, Batch, build_model
+from merr_builder.trainer.model import IGNORE, Batch, build_model, training_width
 
 FEATURE_POSITIONS = 260
 
@@ -74,7 +74,7 @@ def samples(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
 
 
 def batch_of(items: list[tuple[list[int], int]], width: int | None, streams: list[str], pad: int) -> Batch:
-    width = width or -(-max(len(ids) for ids, _ in items) // PAD_MULTIPLE) * PAD_MULTIPLE  # as the trainer pads
+    width = width or training_width(max(len(ids) for ids, _ in items))  # as the trainer pads
     ids = torch.full((len(items), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     labels = torch.full_like(ids, IGNORE)

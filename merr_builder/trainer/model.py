@@ -28,6 +28,11 @@ IGNORE = -100
 PAD_MULTIPLE = 16
 
 
+def training_width(longest: int) -> int:
+    """A training batch's width for its longest sequence: rounded up to PAD_MULTIPLE."""
+    return -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
 def prompt_text(instruction_text: str) -> str:
     return f"[INST] {instruction_text} [/INST]"
 
@@ -81,7 +86,7 @@ class PromptBuilder:
         seqs = [self.sequence(s.instruction, s.answer if train else None) for s in samples]
         width = max(len(ids) for ids, _ in seqs)
         if train:
-            width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
+            width = training_width(width)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long) if train else None
