@@ -94,7 +94,10 @@ def folder_weights_id(folder: str | Path) -> dict[str, str]:
     for the provenance of whatever that model made."""
     folder = Path(folder)
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    return {"name": folder.name, "file": str(weights[0] if weights else folder), "sha256": sha256_file(weights[0]) if weights else ""}
+    if not weights:
+        return {"name": folder.name, "file": str(folder), "sha256": ""}
+    stat = weights[0].stat()  # (hashed once per process while the file is unchanged: steps ask per partition)
+    return {"name": folder.name, "file": str(weights[0]), "sha256": _sha256(weights[0], stat.st_size, stat.st_mtime_ns)}
 
 
 @lru_cache(maxsize=64)

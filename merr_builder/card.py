@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from merr_builder.atomic import write_bytes_atomic
-from merr_builder.faces.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
+from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 from merr_builder.labels import MERR_LABELS
-from merr_builder.manifest import MANIFEST, QUARANTINE
+from merr_builder.layout import BuildLayout
+from merr_builder.pipeline import UNITS
 from merr_builder.shards import read_build_rows
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data_cards"
-CARD, GALLERY, PLOTS = "DATA_CARD.md", "gallery.html", "card"
 PER_LABEL = 6  # clips shown per label in the gallery
-STAGE_ORDER = ("ingest", "media", "faces", "speech")
 CARD_COLUMNS = ["clip_id", "label", "label_source", "n_faces", "coarse_caption", "fine_caption", "fine_status",
                 "duration_s", "aus_peak", "transcript_language", "split"]  # fmt: skip
 GALLERY_COLUMNS = CARD_COLUMNS + ["peak_frame_jpeg", "peak_face_jpeg", "transcript", "audio_tone_description"]
 DEPARTURES = (
     "Facial action units come from MediaPipe FaceLandmarker's 52 blendshapes mapped onto FACS AUs (one documented "
-    "table, `merr_builder/faces/facs.py`) unless the build imported OpenFace CSVs; the authors used OpenFace.",
+    "table, `merr_builder/facs.py`) unless the build imported OpenFace CSVs; the authors used OpenFace.",
     "Faces in wide shots are found with MediaPipe's full-range detector, tracked, and the main person chosen by presence, "
     "size and mouth movement during speech; the original took one face per clip.",
     "The audio tone description comes from eGeMAPS functionals, speech rate and pauses, phrased relative to this build's "
@@ -52,17 +50,17 @@ def objective_backend(manifest: dict) -> str:
 
 def write_card(out_dir: Path) -> tuple[Path, Path]:
     """Write DATA_CARD.md (+ plots) and gallery.html for the build in `out_dir`; returns their paths."""
-    out_dir = Path(out_dir)
-    manifest = json.loads((out_dir / MANIFEST).read_text())
-    rows = read_build_rows(out_dir, CARD_COLUMNS)
-    quarantine = pq.read_table(out_dir / QUARANTINE).to_pylist() if (out_dir / QUARANTINE).exists() else []
-    (out_dir / PLOTS).mkdir(exist_ok=True)
-    _plot_labels(rows, out_dir / PLOTS / "labels.png")
-    _plot_durations(rows, out_dir / PLOTS / "durations.png")
+    layout = BuildLayout(out_dir)
+    manifest = layout.read_manifest()
+    rows = read_build_rows(layout.root, CARD_COLUMNS)
+    quarantine = pq.read_table(layout.quarantine).to_pylist() if layout.quarantine.exists() else []
+    layout.plots.mkdir(exist_ok=True)
+    _plot_labels(rows, layout.plots / "labels.png")
+    _plot_durations(rows, layout.plots / "durations.png")
     card = _environment().get_template("DATA_CARD.md.j2").render(**card_facts(manifest, rows, quarantine))
-    write_bytes_atomic(out_dir / CARD, card.encode())
-    write_bytes_atomic(out_dir / GALLERY, render_gallery(out_dir, manifest, quarantine).encode())
-    return out_dir / CARD, out_dir / GALLERY
+    write_bytes_atomic(layout.card, card.encode())
+    write_bytes_atomic(layout.gallery, render_gallery(layout.root, manifest, quarantine).encode())
+    return layout.card, layout.gallery
 
 
 def _environment():
@@ -121,7 +119,7 @@ def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict
     durations = sorted(r["duration_s"] for r in rows)
     languages = sorted({r["transcript_language"] for r in rows if r["transcript_language"]})
     n = len(rows)
-    stage_rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    stage_rank = {s: i for i, s in enumerate(UNITS)}
     by_stage = Counter((q["stage"], q["error_kind"]) for q in quarantine)
     annotation = manifest.get("annotation") or {"coarse_template": "?", "fine": {"prompt": "?", "backend": "?"}, "settings": {}}
     tools = {name: (version or "").split(" Copyright")[0] or None for name, version in manifest.get("tools", {}).items()}
@@ -234,7 +232,7 @@ def render_gallery(out_dir: Path, manifest: dict, quarantine: list[dict]) -> str
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
-        table = ds.dataset(out_dir / "shards").to_table(columns=GALLERY_COLUMNS, filter=pc.field("clip_id").isin(sorted(chosen)))
+        table = ds.dataset([str(p) for p in BuildLayout(out_dir).shard_files()]).to_table(columns=GALLERY_COLUMNS, filter=pc.field("clip_id").isin(sorted(chosen)))
         for row in table.to_pylist():
             row["frame_src"], row["face_src"] = _data_uri(row.pop("peak_frame_jpeg")), _data_uri(row.pop("peak_face_jpeg"))
             row["au_bars"] = _au_bars(row["aus_peak"])

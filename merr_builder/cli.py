@@ -51,7 +51,7 @@ def _summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
         table.add_row(f"  {kind}", str(count))
     for stage, seconds in summary.stage_seconds.items():
         skipped = summary.stage_skipped.get(stage, 0)
-        note = f" ({skipped} partitions cached)" if skipped else ""
+        note = f" ({skipped} skipped: output current)" if skipped else ""
         table.add_row(f"time in {stage}", f"{seconds:.1f} s{note}")
     return table
 
@@ -85,8 +85,8 @@ def build(
                     "ingest.layout": layout,
                     "ingest.labels_file": labels,
                     "ingest.transcripts_file": transcripts,
-                    "media.sample_fps": sample_fps,
-                    "media.every_frame": every_frame,
+                    "faces.sample_fps": sample_fps,
+                    "faces.every_frame": every_frame,
                     "media.k_frames": k_frames,
                     "speech.language": language,
                     "speech.translate": translate,
@@ -102,7 +102,6 @@ def build(
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
     from flows.build import run_build  # Prefect loads only once the config is known to be good
-
     from merr_builder.lock import BuildLockedError
 
     try:
@@ -135,8 +134,10 @@ def annotate(
         list[str] | None, typer.Option("--set", help="override an annotate setting: annotate.field=value")
     ] = None,
 ) -> None:
-    """Regenerate the annotations (coarse and fine captions, labels) without touching media, faces or audio."""
-    from merr_builder.annotate.regenerate import RegenerationError, regenerate
+    """Run the pipeline again from the stored stage outputs with other annotate.* settings (no decoding, no face
+    or speech model): only the steps whose settings changed, and the ones after them, run."""
+    from flows.build import rerun_build
+    from merr_builder.rerun import RerunError
 
     choice = []
     if llm in ("smollm2", "none"):
@@ -148,8 +149,8 @@ def annotate(
     from merr_builder.lock import BuildLockedError
 
     try:
-        summary = regenerate(from_, choice + list(overrides or []))
-    except (ConfigError, RegenerationError, BuildLockedError) as exc:
+        summary = rerun_build(from_, choice + list(overrides or []), ("annotate",), "merr annotate", console)
+    except (ConfigError, RerunError, BuildLockedError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(_summary_table(summary))
@@ -166,8 +167,8 @@ def export_emotion_llama_command(
     to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
 ) -> None:
     """The files the original Emotion-LLaMA trainer reads: MERR_*_grained.txt/.json, transcripts, videos, features."""
-    from merr_builder.finished_build import ExportError
     from merr_builder.export.emotion_llama import export_emotion_llama
+    from merr_builder.finished_build import ExportError
 
     try:
         result = export_emotion_llama(out, to)
@@ -188,8 +189,8 @@ def export_sharegpt_command(
     seed: Annotated[int, typer.Option(help="seed of the instruction choice")] = 0,
 ) -> None:
     """Conversation samples for LLaMA-Factory (ShareGPT format with images, videos and audios)."""
-    from merr_builder.finished_build import ExportError
     from merr_builder.export.sharegpt import export_sharegpt
+    from merr_builder.finished_build import ExportError
 
     try:
         result = export_sharegpt(out, to, tuple(t.strip() for t in tasks.split(",") if t.strip()), seed, name)
@@ -204,8 +205,9 @@ def export_sharegpt_command(
 def card(out: Annotated[Path, typer.Argument(help="a finished build folder")]) -> None:
     """Write the data card (DATA_CARD.md, plots) and the sample gallery (gallery.html) of a build again."""
     from merr_builder.card import write_card
+    from merr_builder.layout import BuildLayout
 
-    if not (out / "manifest.json").exists():
+    if not BuildLayout(out).is_build():
         console.print(f"[red]error:[/red] {out} is not a finished build (no manifest.json)")
         raise typer.Exit(EXIT_BAD_INPUT)
     card_path, gallery_path = write_card(out)
@@ -220,18 +222,28 @@ def encode(
     audio_encoder: Annotated[Path | None, typer.Option(help="local HuBERT / wav2vec 2.0 model for the audio → feat_audio")] = None,
     batch_size: int = 16,
 ) -> None:
-    """Pooled features from real encoders (local checkpoints) into the shards, for the trainer and the Emotion-LLaMA export."""
-    from merr_builder.encode import encode as run_encode
-    from merr_builder.finished_build import ExportError
+    """Pooled features from real encoders (local checkpoints), for the trainer and the Emotion-LLaMA export: the
+    pipeline run again from the stored stage outputs with these encode.* settings (the encoders step and
+    publishing run; annotations are kept as they are)."""
+    from flows.build import rerun_build
     from merr_builder.lock import BuildLockedError
+    from merr_builder.rerun import RerunError
+    from merr_builder.shards import read_build_rows
 
+    if not (image_encoder or video_encoder or audio_encoder):
+        console.print("[red]error:[/red] name at least one encoder (--image-encoder, --video-encoder, --audio-encoder)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    settings = _flag_overrides(**{"encode.image_encoder": image_encoder, "encode.video_encoder": video_encoder,
+                                  "encode.audio_encoder": audio_encoder, "encode.batch_size": batch_size})  # fmt: skip
     try:
-        summary = run_encode(out, image_encoder, video_encoder, audio_encoder, batch_size)
-    except (ExportError, ValueError, OSError, BuildLockedError) as exc:
+        summary = rerun_build(out, settings, ("encode",), "merr encode", console)
+    except (ConfigError, RerunError, BuildLockedError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    filled = ", ".join(f"{column} {n}" for column, n in summary.filled.items())
-    console.print(f"encoded {summary.rows} rows ({filled} filled); shards and manifest rewritten in {out}")
+    features = ["feat_face", "feat_video", "feat_audio"]
+    rows = read_build_rows(out, ["clip_id", *features])
+    filled = ", ".join(f"{column} {sum(r[column] is not None for r in rows)}" for column in features)
+    console.print(f"encoded {summary.rows} rows ({filled} filled) in {out}")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,10 +53,8 @@ class IngestConfig(_Section):
 class MediaConfig(_Section):
     """Decoding: audio for speech and tone, sampled frames for faces, K uniform frames for the temporal encoders."""
 
-    sample_fps: float = Field(5.0, gt=0, le=240, description="frames per second analysed by the face stage")
-    every_frame: bool = Field(False, description="analyse every decoded frame instead of sample_fps")
     k_frames: int = Field(16, ge=1, le=256, description="uniformly spaced frames kept as JPEG per clip")
-    jpeg_quality: int = Field(90, ge=1, le=100)
+    jpeg_quality: int = Field(90, ge=1, le=100, description="of the K frames, and of the faces stage's peak frame and face")
     frame_max_side: int = Field(448, ge=32, description="longest side of the stored JPEG frames (aspect kept)")
     truncation_tolerance_s: float = Field(
         0.5, ge=0, description="a stream that decodes this much shorter than its container says is truncated"
@@ -66,6 +65,8 @@ class FacesConfig(_Section):
     """Faces, facial action units and the emotional peak frame."""
 
     backend: Literal["mediapipe", "openface", "pyfeat"] = Field("mediapipe", description="AU extractor")
+    sample_fps: float = Field(5.0, gt=0, le=240, description="frames per second analysed (then every frame near the best)")
+    every_frame: bool = Field(False, description="analyse every decoded frame instead of sample_fps")
     landmarker_path: Path | None = Field(None, description="face_landmarker.task; default: found and hash-checked")
     detector_path: Path | None = Field(None, description="full-range face detector .tflite; default: found")
     openface_dir: Path | None = Field(None, description="folder of OpenFace CSVs named <clip_id>.csv (openface)")
@@ -88,7 +89,7 @@ class FacesConfig(_Section):
 
     @model_validator(mode="after")
     def _aus_known(self) -> "FacesConfig":
-        from merr_builder.faces.facs import AU_NAMES
+        from merr_builder.facs import AU_NAMES
 
         unknown = [au for au in self.exclude_aus if au not in AU_NAMES]
         if unknown:
@@ -163,6 +164,16 @@ class AnnotateConfig(_Section):
         return self
 
 
+class EncodeConfig(_Section):
+    """Pooled features from local encoder checkpoints (the `encoders` step; `merr encode` sets these)."""
+
+    image_encoder: Path | None = Field(None, description="local image model (ViT, CLIP, MAE, …) on the peak face → feat_face")
+    video_encoder: Path | None = Field(None, description="local VideoMAE model on the K frames → feat_video")
+    audio_encoder: Path | None = Field(None, description="local HuBERT / wav2vec 2.0 model on the 16 kHz audio → feat_audio")
+    batch_size: int = Field(16, ge=1, description="rows per encoder call")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda where there is one")
+
+
 class ShardConfig(_Section):
     """The Parquet shards."""
 
@@ -193,7 +204,9 @@ class RunConfig(_Section):
     dask_address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
     retries: int = Field(1, ge=0, description="Prefect retries of a failed partition task")
     gpu_stages: tuple[str, ...] = Field(
-        (), description="stages whose tasks ask Dask for resource GPU=1 (start GPU workers with --resources GPU=1)"
+        (),
+        description="more stages or steps whose tasks ask Dask for resource GPU=1, besides the steps that declare "
+        "a GPU (start GPU workers with --resources GPU=1)",
     )
 
 
@@ -203,6 +216,7 @@ class BuildConfig(_Section):
     faces: FacesConfig = FacesConfig()
     speech: SpeechConfig = SpeechConfig()
     annotate: AnnotateConfig = AnnotateConfig()
+    encode: EncodeConfig = EncodeConfig()
     shards: ShardConfig = ShardConfig()
     split: SplitConfig = SplitConfig()
     run: RunConfig = RunConfig()
@@ -251,11 +265,27 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
     return config_from_dict(_read_file(path) if path is not None else {}, overrides)
 
 
+# Settings that moved to the section of the stage that uses them: (old section, field) → new section.
+MOVED = {("media", "sample_fps"): "faces", ("media", "every_frame"): "faces"}
+
+
+def _move_old_settings(data: dict[str, Any]) -> None:
+    """Config files, overrides and manifests of older builds may still name a moved setting where it was."""
+    for (old, name), new in MOVED.items():
+        section = data.get(old)
+        if isinstance(section, dict) and name in section:
+            value = section.pop(name)
+            data.setdefault(new, {})[name] = value
+            warnings.warn(f"config field '{old}.{name}' is now '{new}.{name}' (read as that; rename it)", FutureWarning, stacklevel=3)
+
+
 def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
     """A config from a mapping (e.g. the one a manifest records) plus overrides; validated."""
     data = json.loads(json.dumps(data))  # a deep copy that overrides may change
+    _move_old_settings(data)  # (the file's, so that an override of the new name wins over it)
     for assignment in overrides:
         _apply_override(data, assignment)
+    _move_old_settings(data)
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:

@@ -1,16 +1,14 @@
-"""Reading a finished build (its manifest, labelled rows, stored audio) for exports and `merr encode`."""
+"""Reading a finished build (its manifest, labelled rows) for the exports."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 from merr_builder.labels import MERR_LABELS
-from merr_builder.manifest import MANIFEST
+from merr_builder.layout import BuildLayout, NotABuildError
 from merr_builder.shards import read_build_rows
 
 
@@ -20,9 +18,9 @@ class ExportError(RuntimeError):
 
 def read_manifest(out_dir: Path) -> dict:
     try:
-        return json.loads((Path(out_dir) / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{out_dir} is not a finished build ({MANIFEST}: {exc})") from exc
+        return BuildLayout(out_dir).read_manifest()
+    except NotABuildError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:

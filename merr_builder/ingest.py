@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from merr_builder.assets import sha256_file
 from merr_builder.config import BuildConfig, IngestConfig
 from merr_builder.labels import UnknownLabelError, normalize_label
 from merr_builder.quarantine import ClipError, ErrorKind, QuarantineRecord, StageResult, map_clips
+from merr_builder.records import ClipInfo, ClipSource, Discovery
 from merr_builder.schema import INGEST_SCHEMA
 from merr_builder.stage import PartitionBatch
 from merr_builder.text import TextDecodeError, decode_text
@@ -30,58 +30,6 @@ MER2023_VIDEO_DIR = "video"
 
 class InputError(ValueError):
     """The build input itself (not one clip) is unusable: fail before any work."""
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """A clip as discovered, before it is opened."""
-
-    clip_id: str
-    source_path: str
-    sidecar_transcript: str | None = None
-    sidecar_source: str | None = None
-    label: str | None = None
-    label_source: str | None = None
-
-    def cache_key(self) -> str:
-        """Cheap identity of the file for the ingest stage's cache: path, size and mtime."""
-        try:
-            st = os.stat(self.source_path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        return json.dumps([asdict(self), stamp], sort_keys=True)
-
-
-@dataclass
-class Discovery:
-    clips: list[ClipSource]
-    rejected: list[QuarantineRecord] = field(default_factory=list)
-    layout: str = "folder"
-
-
-@dataclass(frozen=True)
-class ClipInfo:
-    """A probed clip: the ingest stage's output row (schema.INGEST_SCHEMA)."""
-
-    clip_id: str
-    source_path: str
-    fingerprint: str
-    size_bytes: int
-    duration_s: float
-    video_duration_s: float
-    audio_duration_s: float | None
-    fps: float
-    width: int
-    height: int
-    rotation: int
-    video_codec: str
-    audio_codec: str | None
-    has_audio: bool
-    sidecar_transcript: str | None = None
-    sidecar_source: str | None = None
-    label: str | None = None
-    label_source: str | None = None
 
 
 # --- discovery -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from merr_builder.config import BuildConfig, MediaConfig
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import MEDIA_SCHEMA
 from merr_builder.stage import PartitionBatch
@@ -171,24 +171,24 @@ def _select_every(step: float) -> str:
     )
 
 
-def iter_frames(clip: ClipInfo, config: MediaConfig, max_side: int | None = None) -> Iterator[Frame]:
-    """Frames of a clip at `config.sample_fps` (or every frame), upright, one in memory at a time.
+def iter_frames(clip: ClipInfo, sample_fps: float | None, max_side: int | None = None) -> Iterator[Frame]:
+    """Frames of a clip at `sample_fps` (None: every frame), upright, one in memory at a time.
 
     Sampling takes real frames (never blends or duplicates), so each comes with its exact index and time.
     """
-    if config.every_frame:
+    if sample_fps is None:
         yield from iter_frames_between(clip, 0.0, float("inf"), max_side)
         return
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
     times = _packet_times(clip.source_path)
-    positions = sample_positions(times, 1.0 / config.sample_fps)
-    vf = f"{_select_every(1.0 / config.sample_fps)},scale={width}:{height}"
+    positions = sample_positions(times, 1.0 / sample_fps)
+    vf = f"{_select_every(1.0 / sample_fps)},scale={width}:{height}"
     cmd = [*_FFMPEG, "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     origin = times[0] if times else 0.0
     for n, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
         index = positions[n] if n < len(positions) else (positions[-1] + 1 if positions else n)
-        time_s = times[index] - origin if index < len(times) else n / config.sample_fps
+        time_s = times[index] - origin if index < len(times) else n / sample_fps
         yield Frame(index=index, time_s=time_s, rgb=rgb)
 
 

@@ -1,4 +1,5 @@
-"""Running one stage on one partition: fingerprint, skip when done, else run, validate and store.
+"""Running one unit of the pipeline: a stage on a partition, or a corpus step on a partition or on the
+whole build. Fingerprint its inputs, skip it when its output for them is stored, else run, validate, store.
 
 Plain Python with no Prefect, so the same call runs inside a Prefect task, a Dask worker or a test.
 """
@@ -6,56 +7,30 @@ Plain Python with no Prefect, so the same call runs inside a Prefect task, a Das
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
 
 from merr_builder.config import BuildConfig
-from merr_builder.ingest import ClipInfo, ClipSource
-from merr_builder.stage import PartitionBatch, Stage
+from merr_builder.corpus.base import CorpusStep, StepContext
+from merr_builder.layout import BuildLayout
+from merr_builder.records import BUILD_WIDE, ClipInfo, ClipSource, Partition, PartitionRun
 from merr_builder.schema import table_from_rows
+from merr_builder.stage import PartitionBatch, Stage
 from merr_builder.store import PartitionStore
-
-
-@dataclass(frozen=True)
-class Partition:
-    index: int
-    sources: tuple[ClipSource, ...]
-
-    def source_key(self) -> str:
-        """Identity of the partition's files (paths, sizes, mtimes): the ingest stage's cache input."""
-        digest = hashlib.sha256()
-        for source in self.sources:
-            digest.update(source.cache_key().encode())
-        return digest.hexdigest()
 
 
 def make_partitions(sources: list[ClipSource], size: int) -> list[Partition]:
     """Fixed-size partitions in clip-id order, so adding clips at the end leaves earlier ones cached."""
     ordered = sorted(sources, key=lambda s: s.clip_id)
     return [Partition(i // size, tuple(ordered[i : i + size])) for i in range(0, len(ordered), size)]
-
-
-@dataclass(frozen=True)
-class PartitionRun:
-    """What a stage task reports: enough for the next stage's cache key and for the build summary."""
-
-    stage: str
-    version: str
-    index: int
-    key: str  # the file key of this stage's stored output
-    output_fingerprint: str  # what downstream stages chain their keys on
-    n_in: int
-    n_out: int
-    n_quarantined: int
-    seconds: float
-    skipped: bool
-    worker: str = ""  # host:pid of the process that ran (or skipped) it
 
 
 def _sha(*parts: str) -> str:
@@ -132,5 +107,100 @@ def run_stage(
         n_quarantined=quarantine.num_rows,
         seconds=time.perf_counter() - started,
         skipped=skipped,
-        worker=f"{socket.gethostname()}:{os.getpid()}",
+        worker=_worker(),
     )
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- corpus steps -------------------------------------------------------------------------------
+
+
+def survivors(store: PartitionStore, runs: list[PartitionRun]) -> list[str]:
+    """The clip ids of a partition's rows (the clips every stage passed), in clip-id order."""
+    ids = (store.read_outputs(r.stage, r.index, r.key, set()).column("clip_id").to_pylist() for r in runs)
+    return sorted(set.intersection(*(set(i) for i in ids)))
+
+
+def step_settings(step: type[CorpusStep], config: BuildConfig) -> dict:
+    """The settings of the step's config section that its output depends on."""
+    if step.config_section is None:
+        return {}
+    section = json.loads(getattr(config, step.config_section).model_dump_json())
+    return {name: section[name] for name in step.settings}
+
+
+def step_key(step: type[CorpusStep], config: BuildConfig, input_keys: Iterable[str]) -> str:
+    models = {name: info.get("sha256") or f"{info.get('name')}@{info.get('file')}" for name, info in step.models(config).items()}
+    settings = json.dumps([step_settings(step, config), models], sort_keys=True, default=str)
+    return _sha(step.name, step.version, settings, *input_keys)
+
+
+@lru_cache(maxsize=16)
+def _step_instance(step: type[CorpusStep], config: BuildConfig) -> CorpusStep:
+    """One instance (and so one model load) per worker process and config."""
+    return step.from_config(config)
+
+
+def read_unit_rows(store: PartitionStore, runs: Iterable[PartitionRun], columns: Iterable[str], clip_ids: list[str] | None = None) -> dict[str, dict]:
+    """clip_id → the asked columns from the stored outputs of these runs of one unit (only `clip_ids`' rows
+    from a build-wide run, when given)."""
+    rows: dict[str, dict] = {}
+    for run in runs:
+        wanted = clip_ids if run.index == BUILD_WIDE else None
+        table = store.read_outputs(run.stage, run.index, run.key, set(columns), wanted)
+        rows.update((row["clip_id"], row) for row in table.to_pylist())
+    return rows
+
+
+def step_rows(
+    store: PartitionStore, step: type[CorpusStep], stage_runs: list[list[PartitionRun]], inputs: dict[str, list[PartitionRun]]
+) -> list[dict]:
+    """The rows a step reads: the surviving clips of the given partitions, with the columns it declares."""
+    rows: list[dict] = []
+    for runs in stage_runs:
+        ids = survivors(store, runs)
+        merged = {clip_id: {"clip_id": clip_id} for clip_id in ids}
+        by_unit = {run.stage: [run] for run in runs} | inputs
+        for unit, columns in step.reads.items():
+            found = read_unit_rows(store, by_unit[unit], columns, ids)
+            for clip_id, row in merged.items():
+                row.update({c: found[clip_id].get(c) for c in columns})
+        rows += merged.values()
+    return rows
+
+
+def run_step(
+    step: type[CorpusStep],
+    stage_runs: list[list[PartitionRun]],
+    inputs: dict[str, list[PartitionRun]],
+    config: BuildConfig,
+    out_dir: str | Path,
+) -> PartitionRun:
+    """Run a corpus step unless its output for the same inputs, settings, models and version is stored.
+
+    `stage_runs`: the stage runs of the one partition it runs on (scope partition) or of every complete
+    partition (scope build). `inputs`: for each earlier corpus step it reads, the runs that hold its rows
+    for those partitions (that partition's run, or the step's one build-wide run).
+    """
+    store = PartitionStore(Path(out_dir))
+    index = stage_runs[0][0].index if step.scope == "partition" else BUILD_WIDE
+    input_keys = [runs[-1].output_fingerprint for runs in stage_runs] + [r.key for name in sorted(inputs) for r in inputs[name]]
+    key = step_key(step, config, input_keys)
+    started = time.perf_counter()
+    skipped = store.has(step.name, index, key)
+    if skipped:
+        outputs = store.read_outputs(step.name, index, key)
+        n_in = outputs.num_rows
+    else:
+        rows = step_rows(store, step, stage_runs, inputs)
+        result = _step_instance(step, config).run(rows, StepContext(BuildLayout(Path(out_dir))))
+        outputs = table_from_rows(result, step.output_schema)
+        store.write(step.name, index, key, outputs, [])
+        n_in = len(rows)
+    return PartitionRun(
+        stage=step.name, version=step.version, index=index, key=key, output_fingerprint=key, n_in=n_in,
+        n_out=outputs.num_rows, n_quarantined=0, seconds=time.perf_counter() - started, skipped=skipped, worker=_worker(),
+    )  # fmt: skip

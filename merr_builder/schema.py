@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
+from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
 
 SCHEMA_VERSION = "1.4.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 

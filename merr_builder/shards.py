@@ -7,7 +7,6 @@ every shard is complete (the total is known only then), so no final name ever ho
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import pyarrow.parquet as pq
 from merr_builder.assets import sha256_file
 from merr_builder.atomic import publish, remove_stale_temps, temp_path_for
 from merr_builder.config import ShardConfig
+from merr_builder.layout import SHARD_NAME, SHARDS_DIR, BuildLayout
 from merr_builder.schema import validate_table
 
-SHARDS_DIR = "shards"
-SHARD_NAME = re.compile(r"^merr-(\d{5})-of-(\d{5})\.parquet$")
 _MB = 1024 * 1024
 
 
@@ -136,5 +134,5 @@ def read_shard_rows(path: Path, columns: list[str], row_group: int | None = None
 
 def read_build_rows(out_dir: Path, columns: list[str]) -> list[dict]:
     """Every row of a finished build's shards with the columns asked for, in clip_id order."""
-    files = sorted((Path(out_dir) / "shards").glob("*.parquet"))
+    files = BuildLayout(out_dir).shard_files()
     return sorted((row for f in files for row in read_shard_rows(f, columns)), key=lambda r: r["clip_id"])

@@ -15,7 +15,7 @@ from merr_builder.quarantine import StageResult
 
 if TYPE_CHECKING:
     from merr_builder.config import BuildConfig
-    from merr_builder.ingest import ClipInfo, ClipSource
+    from merr_builder.records import ClipInfo, ClipSource
 
 
 @dataclass

@@ -63,8 +63,8 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory, mer2023_sample: Path,
     """A finished build with the offline LLM, in the MER2023 layout: the four MER2023 clips (their English
     transcript CSV), a generated Mandarin speech clip, a real face clip without speech and one broken
     file; shared by the export and data-card tests, which only read it."""
-    from merr_builder.config import load_config
     from flows.build import run_build
+    from merr_builder.config import load_config
 
     root = tmp_path_factory.mktemp("sample-build")
     video = root / "input" / "video"
@@ -95,3 +95,32 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random-config encoders (ViT, VideoMAE, HuBERT) saved as local checkpoints, for `merr encode`."""
+    import torch
+    from transformers import (
+        HubertConfig,
+        HubertModel,
+        VideoMAEConfig,
+        VideoMAEImageProcessor,
+        VideoMAEModel,
+        ViTConfig,
+        ViTImageProcessor,  # fmt: skip
+        ViTModel,
+        Wav2Vec2FeatureExtractor,
+    )
+
+    root = tmp_path_factory.mktemp("encoders")
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}
+    ViTModel(ViTConfig(image_size=32, patch_size=16, **small)).save_pretrained(root / "vit")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
+    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, **small)).save_pretrained(root / "videomae")
+    VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "videomae")
+    HubertModel(HubertConfig(conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                             num_conv_pos_embedding_groups=2, **small)).save_pretrained(root / "hubert")  # fmt: skip
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(root / "hubert")
+    return root

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from merr_builder.card import CARD, GALLERY, PLOTS, write_card
-from merr_builder.faces.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
+from merr_builder.card import write_card
+from merr_builder.layout import CARD, GALLERY, PLOTS
+from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 
 
 def _table(card: str, heading: str, which: int = 0) -> list[list[str]]:

@@ -1,56 +1,62 @@
-"""`merr encode` with tiny random-config encoders that the test builds and saves (ViT, VideoMAE, HuBERT),
-loaded through the same code as real checkpoints; then the trainer uses the new streams and the
-Emotion-LLaMA export checks their width."""
+"""`merr encode` (the pipeline's encoders step) with tiny random-config encoders that the test builds and saves
+(ViT, VideoMAE, HuBERT), loaded through the same code as real checkpoints; then the trainer uses the new
+streams and the Emotion-LLaMA export checks their width. And the command sequences a user runs
+(encode, annotate, encode) lose nothing another step wrote."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from merr_builder.encode import encode
+from flows.build import rerun_build
 from merr_builder.export.emotion_llama import export_emotion_llama
 from merr_builder.finished_build import ExportError
+from merr_builder.pipeline import CORPUS_STEPS, STAGES
 from merr_builder.shards import SHARD_NAME
 
+FEATURES = ["feat_face", "feat_video", "feat_audio"]
+ANNOTATION = ["audio_tone_description", "visual_objective_description", "coarse_caption", "label", "label_source", "fine_caption",
+              "fine_status"]  # fmt: skip
 
-@pytest.fixture(scope="module")
-def tiny_encoders(tmp_path_factory):
-    from transformers import (HubertConfig, HubertModel, VideoMAEConfig, VideoMAEImageProcessor, VideoMAEModel, ViTConfig,
-                              ViTImageProcessor, ViTModel, Wav2Vec2FeatureExtractor)  # fmt: skip
 
-    root = tmp_path_factory.mktemp("encoders")
-    torch.manual_seed(0)
-    small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}
-    ViTModel(ViTConfig(image_size=32, patch_size=16, **small)).save_pretrained(root / "vit")
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
-    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, **small)).save_pretrained(root / "videomae")
-    VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "videomae")
-    HubertModel(HubertConfig(conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
-                             num_conv_pos_embedding_groups=2, **small)).save_pretrained(root / "hubert")  # fmt: skip
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(root / "hubert")
-    return root
+def _encoders(tiny_encoders) -> list[str]:
+    return [f"encode.image_encoder={tiny_encoders / 'vit'}", f"encode.video_encoder={tiny_encoders / 'videomae'}",
+            f"encode.audio_encoder={tiny_encoders / 'hubert'}", "encode.batch_size=4"]  # fmt: skip
+
+
+def _rows(build) -> pd.DataFrame:
+    return pd.read_parquet(build / "shards").sort_values("clip_id").reset_index(drop=True)
+
+
+def merr(*args) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "merr_builder.cli", *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def test_encode_fills_the_feature_columns_and_nothing_else(sample_build, tiny_encoders, tiny_lm, tmp_path):
     build = tmp_path / "build"
     shutil.copytree(sample_build, build, symlinks=True)
-    before = pd.read_parquet(build / "shards").sort_values("clip_id").reset_index(drop=True)
-    summary = encode(build, tiny_encoders / "vit", tiny_encoders / "videomae", tiny_encoders / "hubert", batch_size=4)
-    after = pd.read_parquet(build / "shards").sort_values("clip_id").reset_index(drop=True)
-    features = ["feat_face", "feat_video", "feat_audio"]
-    pd.testing.assert_frame_equal(before.drop(columns=features), after.drop(columns=features))
-    assert before[features].isna().all().all()
-    assert summary.rows == len(after) and summary.filled == {c: int(after[c].notna().sum()) for c in features}
-    for column in features:
+    before = _rows(build)
+    summary = rerun_build(build, _encoders(tiny_encoders), ("encode",), "merr encode")
+    after = _rows(build)
+    pd.testing.assert_frame_equal(before.drop(columns=[*FEATURES, "provenance"]), after.drop(columns=[*FEATURES, "provenance"]))
+    assert before[FEATURES].isna().all().all()
+    # Only the encoders step ran: the stages and every other step were current (the sample build is one partition).
+    assert summary.stage_skipped == {unit.name: int(unit.name != "encoders") for unit in (*STAGES, *CORPUS_STEPS)}
+    for column in FEATURES:
         present = after[column].dropna()
         assert len(present) == len(after)  # every sample clip has a face, frames and audio
         assert {len(v) for v in present} == {32} and all(np.isfinite(np.asarray(v)).all() for v in present)
         assert len({tuple(np.round(v, 5)) for v in present}) == len(present)  # clips differ, so do their features
     manifest = json.loads((build / "manifest.json").read_text())
-    assert set(manifest["encoders"]) == set(features) and all(len(e["sha256"]) == 64 for e in manifest["encoders"].values())
+    assert set(manifest["encoders"]) == set(FEATURES) and all(len(e["sha256"]) == 64 for e in manifest["encoders"].values())
     listed = {s["path"].split("/")[-1]: s for s in manifest["shards"]}
     on_disk = {p.name for p in (build / "shards").iterdir() if SHARD_NAME.match(p.name)}
     assert set(listed) == on_disk and sum(s["rows"] for s in listed.values()) == len(after)
@@ -67,6 +73,40 @@ def test_encode_fills_the_feature_columns_and_nothing_else(sample_build, tiny_en
         export_emotion_llama(build, tmp_path / "export")
 
 
+def test_encode_then_annotate_then_encode_keeps_every_column(sample_build, tiny_encoders, tmp_path):
+    """The sequence that used to drop the features: each command is a run of the pipeline from the stored
+    stage outputs, so what one step wrote survives every other step's rerun."""
+    encoded, plain = tmp_path / "encoded", tmp_path / "plain"
+    shutil.copytree(sample_build, encoded, symlinks=True)
+    shutil.copytree(sample_build, plain, symlinks=True)
+    flags = ["--image-encoder", tiny_encoders / "vit", "--video-encoder", tiny_encoders / "videomae", "--audio-encoder",
+             tiny_encoders / "hubert", "--batch-size", "4"]  # fmt: skip
+    merr("encode", encoded, *flags)
+    first = _rows(encoded)
+    assert first[FEATURES].notna().all().all()
+
+    merr("annotate", "--from", encoded, "--set", "annotate.max_new_tokens=64")
+    merr("annotate", "--from", plain, "--set", "annotate.max_new_tokens=64")  # a copy that was never encoded
+    annotated = _rows(encoded)
+    pd.testing.assert_frame_equal(annotated[FEATURES], first[FEATURES])
+    pd.testing.assert_frame_equal(annotated[ANNOTATION], _rows(plain)[ANNOTATION])
+    assert _rows(plain)[FEATURES].isna().all().all()
+
+    stored = {p: p.stat().st_mtime_ns for p in (encoded / "stages").rglob("part-*.parquet")}
+    merr("encode", encoded, *flags)  # the same encoders again: nothing runs
+    manifest = json.loads((encoded / "manifest.json").read_text())
+    assert all(record["partitions_skipped"] == record["runs"] for record in manifest["stages"].values()), manifest["stages"]
+    assert {p: p.stat().st_mtime_ns for p in stored} == stored
+    pd.testing.assert_frame_equal(_rows(encoded), annotated)
+    # The manifest names the step and the models behind each column a step fills.
+    columns = manifest["columns"]
+    for feature, folder in zip(FEATURES, ("vit", "videomae", "hubert")):
+        assert columns[feature]["step"] == "encoders" and [m["name"] for m in columns[feature]["models"].values()] == [folder]
+    assert columns["fine_caption"]["step"] == "fine" and set(columns["fine_caption"]["models"]) == {"fine_llm"}
+    assert columns["coarse_caption"]["step"] == "coarse" and columns["audio_tone_description"]["step"] == "tone"
+    assert manifest["config"]["annotate"]["max_new_tokens"] == 64
+
+
 def test_encode_needs_an_encoder(sample_build):
-    with pytest.raises(ValueError, match="at least one encoder"):
-        encode(sample_build)
+    result = subprocess.run([sys.executable, "-m", "merr_builder.cli", "encode", str(sample_build)], capture_output=True, text=True)
+    assert result.returncode == 2 and "at least one encoder" in result.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from merr_builder.annotate.prompts import COARSE_TEMPLATE
 from merr_builder.faces.expression import NO_MOVEMENT, prototype_scores
-from merr_builder.faces.facs import AU_NAMES
+from merr_builder.facs import AU_NAMES
 from merr_builder.speech.tone import NO_SPEECH
 
 # A given label agrees with the face when its prototype scores at least this at the peak.
@@ -76,15 +76,3 @@ def resolve_label(row: dict) -> tuple[str | None, str]:
     if row.get("pseudo_label"):
         return row["pseudo_label"], f"AU pseudo-label (score {row.get('pseudo_label_score', 0):.2f})"
     return None, "no label: no label file and no face"
-
-
-def annotate_coarse(row: dict) -> dict:
-    """The annotation columns of one shard row: objective description, coarse caption, label."""
-    objective = row.get("visual_objective_description") or objective_description(row)
-    label, source = resolve_label(row)
-    return {
-        "visual_objective_description": objective,
-        "coarse_caption": coarse_caption({**row, "visual_objective_description": objective}),
-        "label": label,
-        "label_source": source,
-    }

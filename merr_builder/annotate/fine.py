@@ -35,6 +35,23 @@ def make_llm(config: AnnotateConfig) -> LLMBackend | None:
     return TransformersLLM(config.model_dir, batch_size=rows)  # type: ignore[arg-type]
 
 
+def llm_model_id(config: AnnotateConfig) -> dict[str, str] | None:
+    """The fine step's model (name, file, sha256) without loading it: its cache key and its manifest entry."""
+    if config.fine_backend == "none":
+        return None
+    if config.fine_backend == "openai":
+        from merr_builder.annotate.llm.openai_server import OpenAIServerLLM
+
+        return OpenAIServerLLM.server_model_id(config.server_url, config.server_model)  # type: ignore[arg-type]
+    from merr_builder.assets import folder_weights_id
+
+    if config.fine_backend == "smollm2":
+        from merr_builder.assets import smollm2_dir
+
+        return folder_weights_id(smollm2_dir())
+    return folder_weights_id(config.model_dir)  # type: ignore[arg-type]
+
+
 def _stable_fraction(clip_id: str, seed: int) -> float:
     return int.from_bytes(hashlib.sha256(f"{seed}:{clip_id}".encode()).digest()[:8], "big") / 2**64
 

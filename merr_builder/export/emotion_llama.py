@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows
-from merr_builder.faces.facs import AU_PRESENCE_THRESHOLD
+from merr_builder.facs import AU_PRESENCE_THRESHOLD
 
 # Emotion-LLaMA feature folder → the shard column holding that encoder's 1024-d clip feature.
 FEATURE_FOLDERS = {"mae_340_UTT": "feat_face", "maeV_399_UTT": "feat_video", "HL-UTT": "feat_audio"}

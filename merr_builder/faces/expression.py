@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from merr_builder.faces.facs import AU_NAMES, AU_PHRASES, AU_PRESENCE_THRESHOLD, EMOTION_PROTOTYPES
+from merr_builder.facs import AU_NAMES, AU_PHRASES, AU_PRESENCE_THRESHOLD, EMOTION_PROTOTYPES
 
 # An AU at this intensity counts fully towards a prototype (OpenFace's "marked" level); weaker ones count
 # in proportion.

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, AssetError, locate
-from merr_builder.faces.facs import AU_INTENSITY_MAX, AU_NAMES, BLENDSHAPE_NAMES, BLENDSHAPE_TO_AU
+from merr_builder.facs import AU_INTENSITY_MAX, AU_NAMES, BLENDSHAPE_NAMES, BLENDSHAPE_TO_AU
 from merr_builder.faces.protocol import Face, FrameFaces
 from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.media import Frame
 from merr_builder.quarantine import ClipError, ErrorKind
 

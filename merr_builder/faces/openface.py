@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from merr_builder.faces.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
+from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 from merr_builder.faces.protocol import Face, FrameFaces
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.media import Frame
 from merr_builder.quarantine import ClipError, ErrorKind
 from merr_builder.text import TextDecodeError, decode_text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from merr_builder.faces.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
+from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 
 
 def au_weights(series: np.ndarray, method: str, k: int, exclude: tuple[str, ...]) -> np.ndarray:

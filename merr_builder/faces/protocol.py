@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.media import Frame
 
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from merr_builder.faces.facs import AU_INTENSITY_MAX, AU_NAMES
+from merr_builder.facs import AU_INTENSITY_MAX, AU_NAMES
 from merr_builder.faces.protocol import Face, FrameFaces
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.media import Frame
 
 # Our AU → py-feat's column (py-feat reports AU43 "eyes closed" where OpenFace reports AU45 "blink").

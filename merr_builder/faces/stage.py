@@ -16,13 +16,13 @@ import numpy as np
 from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, describe, locate
 from merr_builder.config import BuildConfig, FacesConfig, MediaConfig
 from merr_builder.faces.expression import describe_expression, pseudo_label
-from merr_builder.faces.facs import AU_NAMES, BLENDSHAPE_NAMES
+from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
 from merr_builder.faces.peak import au_weights, best_positions, frame_scores
 from merr_builder.faces.protocol import AUExtractor, Face, FrameFaces
 from merr_builder.faces.tracking import (
     MainFace, assign_tracks, choose_main_face, drop_glimpses, nearest_face, speech_activity,
 )  # fmt: skip
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.media import (
     AUDIO_SAMPLE_RATE, ClipAudio, Frame, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
 )  # fmt: skip
@@ -99,7 +99,7 @@ class FaceAnalyser:
 
     def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
         cfg = self.config
-        frames_in = iter_frames(clip, self.media) if self.extractor.needs_frames else iter(())
+        frames_in = iter_frames(clip, None if self.config.every_frame else self.config.sample_fps) if self.extractor.needs_frames else iter(())
         coarse = self.extractor.analyse(clip, frames_in)
         assign_tracks(coarse)
         drop_glimpses(coarse)
@@ -108,9 +108,9 @@ class FaceAnalyser:
             raise ClipError(
                 ErrorKind.NO_FACE,
                 f"{clip.source_path}: no face found in any of the {len(coarse)} frames analysed "
-                f"({'every frame' if self.media.every_frame else f'{self.media.sample_fps:g} per second'})",
+                f"({'every frame' if self.config.every_frame else f'{self.config.sample_fps:g} per second'})",
             )
-        step = 1.0 / self.media.sample_fps
+        step = 1.0 / self.config.sample_fps
         speaking = speech_activity(audio.blocks() if audio else None, AUDIO_SAMPLE_RATE, [f.time_s for f in coarse], step)
         main = choose_main_face(coarse, clip.width * clip.height, speaking, cfg.min_track_share)
         series, faces = _series(coarse, main.track_id)  # type: ignore[arg-type]

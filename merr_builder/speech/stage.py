@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from merr_builder.config import BuildConfig, SpeechConfig
-from merr_builder.ingest import ClipInfo
+from merr_builder.records import ClipInfo
 from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio, map_clips_with_audio
 from merr_builder.quarantine import StageResult
 from merr_builder.schema import SPEECH_SCHEMA

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from merr_builder.layout import BuildLayout
 from merr_builder.shards import read_shard_rows
 from merr_builder.tasks import TASKS, instruction, target
 from merr_builder.trainer.features import FeatureScaler, columns_of
@@ -36,9 +37,10 @@ class Sample:
 
 
 def shard_files(folders: list[Path]) -> list[Path]:
-    files = sorted(f for folder in folders for f in (Path(folder) / "shards").glob("*.parquet"))
+    layouts = [BuildLayout(folder) for folder in folders]
+    files = [f for layout in layouts for f in layout.shard_files()]
     if not files:
-        raise FileNotFoundError(f"no shards under {', '.join(str(Path(f) / 'shards') for f in folders)}")
+        raise FileNotFoundError(f"no shards under {', '.join(str(layout.shards) for layout in layouts)}")
     return files
 
 

@@ -102,9 +102,10 @@ def evaluate(checkpoint: Path, data: list[Path], out_dir: Path, split: str | Non
 
 
 def infer(clip: Path, checkpoint: Path, build_overrides: list[str] = (), max_new_tokens: int = 160) -> dict:
-    """Build one new clip (media, faces, speech, coarse clues; no fine LLM) and ask the model."""
-    from flows.build import run_build
+    """Build one new clip (media, faces, speech, coarse clues; no fine LLM) and ask the model. The pipeline
+    runs in this process (no Prefect: one clip needs no orchestration)."""
     from merr_builder.config import load_config
+    from merr_builder.local import run_locally
     from merr_builder.trainer.train import load_trained
 
     model, scaler, _ = load_trained(checkpoint, _device())
@@ -112,7 +113,7 @@ def infer(clip: Path, checkpoint: Path, build_overrides: list[str] = (), max_new
         folder = Path(tmp) / "input"
         folder.mkdir()
         (folder / Path(clip).name).symlink_to(Path(clip).absolute())
-        summary = run_build(folder, Path(tmp) / "out", load_config(None, ["annotate.fine_backend=none", *build_overrides]))
+        summary = run_locally(folder, Path(tmp) / "out", load_config(None, ["annotate.fine_backend=none", *build_overrides]))
         if summary.rows == 0:
             import pyarrow.parquet as pq
 

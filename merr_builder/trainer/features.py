@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from merr_builder.faces.facs import AU_NAMES
+from merr_builder.facs import AU_NAMES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,13 @@
 import pytest
 
-from merr_builder.annotate.coarse import annotate_coarse, coarse_caption, objective_description, resolve_label
-from merr_builder.faces.facs import AU_NAMES
+from merr_builder.annotate.coarse import coarse_caption, objective_description, resolve_label
+from merr_builder.annotate.objective import MEASURED
+from merr_builder.config import load_config
+from merr_builder.corpus.base import StepContext
+from merr_builder.corpus.coarse import CoarseStep
+from merr_builder.corpus.objective import ObjectiveStep
+from merr_builder.facs import AU_NAMES
+from merr_builder.layout import BuildLayout
 
 
 def _aus(**values: float) -> dict[str, float]:
@@ -48,8 +54,12 @@ def test_a_given_label_is_checked_against_the_face():
     assert "disagrees with the AU evidence" in resolve_label(frowning)[1]
 
 
-def test_without_a_given_label_the_pseudo_label_is_used():
+def test_without_a_given_label_the_pseudo_label_is_used(tmp_path):
     row = {"pseudo_label": "surprise", "pseudo_label_score": 0.8, "aus_peak": _aus(AU05=2, AU26=3)}
     assert resolve_label(row) == ("surprise", "AU pseudo-label (score 0.80)")
-    annotation = annotate_coarse({**row, "n_faces": 1, "face_box_peak": {"x": 0.4, "y": 0.2, "w": 0.2, "h": 0.3}})
+    row = {**row, "clip_id": "c", "n_faces": 1, "face_box_peak": {"x": 0.4, "y": 0.2, "w": 0.2, "h": 0.3}, "head_pose_peak": None}
+    context = StepContext(BuildLayout(tmp_path))
+    [objective] = ObjectiveStep.from_config(load_config()).run([row], context)  # the measured sentence (no VLM)
+    [annotation] = CoarseStep().run([{**row, **objective}], context)
+    assert objective["objective_source"] == MEASURED
     assert annotation["label"] == "surprise" and annotation["coarse_caption"].startswith("This person in the video is alone")

@@ -123,7 +123,7 @@ def test_the_server_sees_the_peak_frame(vlm_server, shared_data, tmp_path):
 
 
 def test_regeneration_describes_peak_frames_through_the_server_and_then_from_the_cache(tiny_vlm, sample_build, tmp_path):
-    from merr_builder.annotate.regenerate import regenerate
+    from flows.build import rerun_build
 
     out = tmp_path / "out"
     shutil.copytree(sample_build, out, symlinks=True)
@@ -131,7 +131,7 @@ def test_regeneration_describes_peak_frames_through_the_server_and_then_from_the
     with transformers_serve(tiny_vlm) as url:
         overrides = ["annotate.objective_backend=openai", f"annotate.objective_server_url={url}",
                      f"annotate.objective_server_model={tiny_vlm}", "annotate.fine_backend=none"]  # fmt: skip
-        regenerate(out, overrides)
+        rerun_build(out, overrides, ("annotate",), "merr annotate")
     after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
 
     annotation = ["visual_objective_description", "coarse_caption", "fine_caption", "fine_status", "provenance"]
@@ -146,7 +146,7 @@ def test_regeneration_describes_peak_frames_through_the_server_and_then_from_the
     assert manifest["models"]["objective_vlm"]["name"] == str(tiny_vlm)
     assert "vision-language model named under Models" in (out / "DATA_CARD.md").read_text()
 
-    regenerate(out, overrides)  # the server is gone: every description comes from the cache
+    rerun_build(out, overrides, ("annotate",), "merr annotate")  # the server is gone: every description comes from the cache
     pd.testing.assert_frame_equal(after, pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True))
 
 

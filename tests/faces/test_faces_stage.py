@@ -10,7 +10,7 @@ import pytest
 
 from merr_builder.config import BuildConfig, load_config
 from merr_builder.faces.expression import pseudo_label
-from merr_builder.faces.facs import AU_NAMES
+from merr_builder.facs import AU_NAMES
 from merr_builder.faces.mediapipe import MediaPipeExtractor
 from merr_builder.faces.openface import OpenFaceExtractor, read_openface_csv
 from merr_builder.faces.peak import au_weights, best_positions, frame_scores
@@ -107,7 +107,7 @@ def test_mer2023_clips_have_a_face_in_most_frames_and_the_speaker_is_chosen(anal
 
 def test_coarse_to_fine_finds_the_every_frame_peak(extractor, shared_data, mer2023_sample):
     coarse_config = BuildConfig()
-    every_config = load_config(None, ["media.every_frame=true", "faces.refine=false"])
+    every_config = load_config(None, ["faces.every_frame=true", "faces.refine=false"])
     coarse = FaceAnalyser(coarse_config.faces, coarse_config.media, extractor)
     every = FaceAnalyser(every_config.faces, every_config.media, extractor)
     paths = [mer2023_sample / "video" / f"{n}.mp4" for n in MER_CLIPS] + [shared_data / "single_face.mp4"]

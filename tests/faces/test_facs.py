@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from merr_builder.faces.expression import NO_MOVEMENT, describe_expression, pseudo_label
-from merr_builder.faces.facs import (
+from merr_builder.facs import (
     AU_NAMES, AU_PHRASES, BLENDSHAPE_NAMES, BLENDSHAPE_TO_AU, EMOTION_PROTOTYPES,
 )  # fmt: skip
 from merr_builder.faces.mediapipe import blendshapes_to_aus

@@ -12,8 +12,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from flows.build import PIPELINE, run_build
+from flows.build import rerun_build, run_build
 from merr_builder.config import load_config
+from merr_builder.pipeline import CORPUS_STEPS, STAGES
 from merr_builder.quarantine import ErrorKind
 from merr_builder.schema import SCHEMA_VERSION
 
@@ -67,7 +68,8 @@ def test_rows_hold_what_the_stages_measured(mixed_build, shared_data):
     assert (rows.loc["rotated_90", "width"], rows.loc["rotated_90", "height"]) == (360, 640)
     assert set(rows.split) == {"train"}
     provenance = json.loads(smile.provenance)
-    assert set(provenance["stages"]) == {stage.name for stage in PIPELINE}
+    assert set(provenance["stages"]) == {stage.name for stage in STAGES}
+    assert set(provenance["steps"]) == {step.name for step in CORPUS_STEPS}
 
 
 def test_manifest_lists_every_shard_with_its_hash(mixed_build):
@@ -101,7 +103,8 @@ def test_a_second_run_skips_its_finished_partitions(mixed_build):
     before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
     second = run_build(out.parent / "input", out, config)
     n_partitions = math.ceil(second.clips_found / 3)
-    assert second.stage_skipped == {stage.name: n_partitions for stage in PIPELINE}
+    assert second.stage_skipped == {unit.name: 1 if getattr(unit, "scope", "") == "build" else n_partitions for unit in (*STAGES, *CORPUS_STEPS)}
+    assert json.loads((out / "manifest.json").read_text())["published"] == "kept (nothing changed)"
     assert [p.stat().st_mtime_ns for p in stage_files] == mtimes
     after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(before, after)
@@ -114,10 +117,32 @@ def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
     run_build(tmp_path / "input", out, load_config(None, base))
     summary = run_build(tmp_path / "input", out, load_config(None, [*base, "media.k_frames=4"]))
     n_partitions = math.ceil(len(clips.speech) / 2)
-    assert summary.stage_skipped == {"ingest": n_partitions, "media": 0, "faces": 0, "speech": 0}
+    assert summary.stage_skipped == {"ingest": n_partitions} | {unit.name: 0 for unit in (*STAGES[1:], *CORPUS_STEPS)}
     rows = pd.read_parquet(out / "shards")
     assert set(rows.frames_jpeg.map(len)) == {4}
     assert len(list((out / "stages" / "media").glob("part-*.quarantine.parquet"))) == n_partitions  # old ones gone
+
+
+def test_a_changed_annotate_setting_reruns_only_the_steps_that_depend_on_it(clips, tmp_path):
+    _link(tmp_path / "input", clips.speech["speech_en_happy"], clips.speech["speech_en_angry"])
+    out, base = tmp_path / "out", ["annotate.fine_backend=none"]
+    run_build(tmp_path / "input", out, load_config(None, base))
+    before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+
+    def skipped() -> dict[str, bool]:  # counted from the manifest: every run of the unit was current
+        units = json.loads((out / "manifest.json").read_text())["stages"]
+        return {name: unit["partitions_skipped"] == unit["runs"] > 0 for name, unit in units.items()}
+
+    changed = [*base, "annotate.objective_max_new_tokens=64"]  # a setting of the objective step
+    run_build(tmp_path / "input", out, load_config(None, changed))
+    reran = {"objective", "coarse", "fine"}  # the step, and the steps that read what it wrote
+    assert skipped() == {unit.name: unit.name not in reran for unit in (*STAGES, *CORPUS_STEPS)}
+    after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(before.drop(columns="provenance"), after.drop(columns="provenance"))  # (no VLM: same words)
+
+    run_build(tmp_path / "input", out, load_config(None, changed))  # the same again: nothing runs
+    assert all(skipped().values())
+    assert json.loads((out / "manifest.json").read_text())["published"] == "kept (nothing changed)"
 
 
 def test_mer2023_layout_builds_end_to_end_with_the_offline_llm(mer2023_sample, tmp_path):
@@ -160,15 +185,13 @@ def test_duplicate_ids_are_quarantined_in_a_build(shared_data, tmp_path):
 
 
 def test_regenerating_annotations_changes_only_annotation_columns(clips, tmp_path):
-    from merr_builder.annotate.regenerate import regenerate
-
     _link(tmp_path / "input", clips.speech["speech_en_happy"], clips.speech["speech_en_angry"])
     out = tmp_path / "out"
     run_build(tmp_path / "input", out, load_config(None, ["annotate.fine_backend=none"]))
     before = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
-    stage_files = {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("part-*.parquet")}
+    stage_files = {p: p.stat().st_mtime_ns for s in STAGES for p in (out / "stages" / s.name).glob("part-*.parquet")}
 
-    regenerate(out, ["annotate.fine_backend=smollm2"])
+    rerun_build(out, ["annotate.fine_backend=smollm2"], ("annotate",), "merr annotate")
     after = pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True)
     annotation = ["fine_caption", "fine_status", "provenance"]
     pd.testing.assert_frame_equal(before.drop(columns=annotation), after.drop(columns=annotation))
@@ -180,18 +203,16 @@ def test_regenerating_annotations_changes_only_annotation_columns(clips, tmp_pat
 
     cache = out / "cache" / "llm.sqlite"
     stamp = cache.stat().st_mtime_ns
-    regenerate(out, ["annotate.fine_backend=smollm2"])  # the same questions: every answer from the cache
+    rerun_build(out, ["annotate.fine_backend=smollm2"], ("annotate",), "merr annotate")  # the same questions: every answer from the cache
     assert cache.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(after, pd.read_parquet(out / "shards").sort_values("clip_id").reset_index(drop=True))
 
 
 def test_regeneration_refuses_settings_that_need_re_extraction(tmp_path):
-    from merr_builder.annotate.regenerate import RegenerationError, annotation_config
     from merr_builder.config import ConfigError, config_as_json
+    from merr_builder.rerun import RerunError, rerun_config
 
     with pytest.raises(ConfigError, match="media.k_frames"):
-        annotation_config({"config": config_as_json(load_config())}, ["media.k_frames=4"])
-    from merr_builder.annotate.regenerate import regenerate
-
-    with pytest.raises(RegenerationError, match="not a finished build"):
-        regenerate(tmp_path, [])
+        rerun_config({"config": config_as_json(load_config())}, ["media.k_frames=4"], ("annotate",))
+    with pytest.raises(RerunError, match="not a finished build"):
+        rerun_build(tmp_path, [], ("annotate",), "merr annotate")

@@ -5,7 +5,9 @@ one output folder takes one writer at a time (a crashed holder's lock does not c
 import json
 import os
 import random
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -87,3 +89,50 @@ def test_a_second_build_on_the_same_folder_is_refused_until_the_holder_dies(cras
         with pytest.raises(BuildLockedError, match=f"pid {os.getpid()}"):
             with build_lock(out):  # a second writer in this very process is refused as well
                 pass
+
+
+def _stored_answers(out: Path) -> int:
+    with sqlite3.connect(out / "cache" / "llm.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+
+def test_a_fine_step_killed_midway_asks_the_llm_again_only_for_rows_without_a_stored_answer(sample_build, tmp_path):
+    """SIGKILL to `merr annotate` while the fine step talks to a real `transformers serve` (one request at a
+    time), at a random request: the rerun sends exactly the requests whose answers were not stored, and the
+    shards equal those of an uninterrupted run."""
+    from serving import requests_received, transformers_serve
+
+    from merr_builder.assets import smollm2_dir
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for copy in (reference, killed):
+        shutil.copytree(sample_build, copy, symlinks=True)
+    log = tmp_path / "serve.log"
+    with transformers_serve(smollm2_dir(), log) as url:
+        annotate = ["annotate", "--llm", url, "--llm-model", str(smollm2_dir()), "--set", "annotate.concurrency=1",
+                    "--set", "annotate.max_new_tokens=48"]  # fmt: skip
+
+        def merr(out: Path) -> subprocess.Popen:
+            command = [sys.executable, "-m", "merr_builder.cli", *annotate[:1], "--from", str(out), *annotate[1:]]
+            return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+        assert merr(reference).wait(timeout=600) == 0
+        asked = requests_received(log)  # every selected row, once
+        assert asked >= 3
+        stored_before = _stored_answers(killed)  # (the sample build's own answers, from its in-process model)
+        victim = merr(killed)
+        kill_at = asked + random.Random(7).randint(3, asked)  # the k-th request of this run has arrived
+        deadline = time.monotonic() + 600
+        while requests_received(log) < kill_at:
+            assert victim.poll() is None and time.monotonic() < deadline, victim.stderr.read().decode()[-2000:]
+            time.sleep(0.02)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        stored = _stored_answers(killed) - stored_before
+        sent_before_kill = requests_received(log) - asked
+        assert 0 < stored < asked and stored <= sent_before_kill
+        resumed = merr(killed)
+        assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-2000:]
+        asked_again = requests_received(log) - asked - sent_before_kill
+    assert asked_again == asked - stored  # no row whose answer was stored was asked again
+    pd.testing.assert_frame_equal(_rows(killed), _rows(reference))

@@ -1,6 +1,7 @@
 """The build flow on a local Dask cluster of two worker processes (prefect-dask), reporting to the one
-Prefect server the test session started: the same rows as the threaded build, a GPU stage placed only on
-the worker that has the GPU resource, nothing left running."""
+Prefect server the test session started: the same rows as the threaded build; the steps that declare a GPU
+(the fine LLM step, the encoders) and a stage named in run.gpu_stages placed only on the worker that has
+the GPU resource; nothing left running."""
 
 import json
 import os
@@ -12,14 +13,14 @@ from flows.build import run_build
 from merr_builder.config import load_config
 
 
-def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, tmp_path):
+def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, tiny_encoders, tmp_path):
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
     folder = tmp_path / "input"
     folder.mkdir()
     for name in ("speech_en_happy", "speech_en_angry", "speech_en_fast_loud"):
         os.symlink(clips.speech[name], folder / clips.speech[name].name)
-    settings = ["annotate.fine_backend=none", "run.partition_size=1"]
+    settings = ["annotate.max_new_tokens=24", "run.partition_size=1", f"encode.image_encoder={tiny_encoders / 'vit'}"]
     run_build(folder, tmp_path / "threads", load_config(None, settings))
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     # Two worker processes; only the second has a GPU (as `dask worker --resources GPU=1` declares one).
@@ -38,8 +39,11 @@ def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, 
         cluster.close()
     assert summary.rows == 3
     runs = [run for partition in json.loads((tmp_path / "dask" / "manifest.json").read_text())["partitions"] for run in partition]
-    on = {stage: {int(r["worker"].rsplit(":", 1)[1]) for r in runs if r["stage"] == stage} for stage in ("ingest", "media", "faces", "speech")}
-    assert on["speech"] == {gpu_pid} and set().union(*on.values()) <= set(pid_of.values())
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    runs += [run for step_runs in manifest["steps"].values() for run in step_runs]
+    on = {unit: {int(r["worker"].rsplit(":", 1)[1]) for r in runs if r["stage"] == unit} for unit in manifest["stages"]}
+    assert on["speech"] == on["fine"] == on["encoders"] == {gpu_pid} and set().union(*on.values()) <= set(pid_of.values())
+    assert manifest["stages"]["fine"]["wants_gpu"] and not manifest["stages"]["coarse"]["wants_gpu"]
     threads = pd.read_parquet(tmp_path / "threads" / "shards").sort_values("clip_id").reset_index(drop=True)
     dask = pd.read_parquet(tmp_path / "dask" / "shards").sort_values("clip_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(threads, dask)

@@ -13,7 +13,7 @@ from merr_builder.quarantine import ClipError, ErrorKind
 from merr_builder.speech.sidecar import subtitle_text
 from merr_builder.speech.stage import SpeechAnalyser, make_asr
 from merr_builder.speech.tone import NO_SPEECH, corpus_stats, describe_tone, zscores
-from merr_builder.assemble import tone_cues
+from merr_builder.corpus.tone import tone_cues
 
 
 @pytest.fixture(scope="module")

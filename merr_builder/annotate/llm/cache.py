@@ -36,16 +36,19 @@ class AnswerCache:
 
 def cached_answers(requests: list[ChatRequest], llm: LLMBackend, settings: GenerationSettings, path: Path) -> list[Completion]:
     """One completion per request, in order: from the cache where asked before, else from `llm` (in one
-    batch) and then cached."""
+    call, so it batches as it likes), each stored as it arrives: an interrupted call loses no stored answer."""
     cache = AnswerCache(path)
     try:
         model = llm.model_id()
         keys = [AnswerCache.key(r, model, settings) for r in requests]
         answers = [cache.get(k) for k in keys]
         missing = [i for i, a in enumerate(answers) if a is None]
-        for i, completion in zip(missing, llm.generate([requests[i] for i in missing], settings)):
-            cache.put(keys[i], completion)
-            answers[i] = completion
+
+        def store(position: int, completion: Completion) -> None:
+            cache.put(keys[missing[position]], completion)
+            answers[missing[position]] = completion
+
+        llm.generate([requests[i] for i in missing], settings, on_answer=store)
     finally:
         cache.close()
     return answers  # type: ignore[return-value]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings
+from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings, OnAnswer
 from merr_builder.annotate.llm.static_decode import GreedyStaticDecoder, kv_bytes_per_token
 
 CPU_ROWS = 16
@@ -101,17 +101,17 @@ class TransformersLLM:
         return ids | {self.tokenizer.eos_token_id}
 
     @torch.inference_mode()
-    def generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    def generate(self, requests: list[ChatRequest], settings: GenerationSettings, on_answer: OnAnswer | None = None) -> list[Completion]:
         if not requests:
             return []
         if any(r.image_jpeg is not None for r in requests):
             raise ValueError(f"{self.model_dir}: the transformers backend runs text-only causal LMs; describe images "
                              "through an OpenAI-compatible vision server (annotate.objective_backend openai)")
         if self.static_decode and settings.temperature == 0:
-            return self._generate_static(requests, settings)
-        return self._generate_plain(requests, settings)
+            return self._generate_static(requests, settings, on_answer)
+        return self._generate_plain(requests, settings, on_answer)
 
-    def _generate_static(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    def _generate_static(self, requests: list[ChatRequest], settings: GenerationSettings, on_answer: OnAnswer | None) -> list[Completion]:
         ids = [self.tokenizer(self._prompt(r), add_special_tokens=False).input_ids for r in requests]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         max_len = cache_slots(max(len(i) for i in ids) + settings.max_new_tokens)
@@ -129,9 +129,11 @@ class TransformersLLM:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 finish = "stop" if stopped or len(tokens) < settings.max_new_tokens else "length"
                 results[index] = Completion(text, finish, len(tokens))
+                if on_answer is not None:  # each batch's answers are handed on (stored) as the batch ends
+                    on_answer(index, results[index])
         return results  # type: ignore[return-value]
 
-    def _generate_plain(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    def _generate_plain(self, requests: list[ChatRequest], settings: GenerationSettings, on_answer: OnAnswer | None) -> list[Completion]:
         prompts = [self._prompt(r) for r in requests]
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
@@ -165,4 +167,6 @@ class TransformersLLM:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 finish = "stop" if stopped or len(tokens) < settings.max_new_tokens else "length"
                 results[index] = Completion(text, finish, len(tokens))
+                if on_answer is not None:  # each batch's answers are handed on (stored) as the batch ends
+                    on_answer(index, results[index])
         return results  # type: ignore[return-value]

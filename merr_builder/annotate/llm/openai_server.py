@@ -10,10 +10,10 @@ and the client retries connection errors, 408/409/429 and 5xx answers with expon
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
-from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings
+from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings, OnAnswer
 
 if TYPE_CHECKING:
     from merr_builder.config import AnnotateConfig
@@ -36,14 +36,29 @@ class OpenAIServerLLM:
         self.client = OpenAI(base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=max_retries)
 
     def model_id(self) -> dict[str, str]:
-        # The weights live on the server: name and address are what this side can vouch for.
-        return {"name": self.model, "file": self.base_url, "sha256": ""}
+        return self.server_model_id(self.base_url, self.model)
 
-    def generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    @staticmethod
+    def server_model_id(base_url: str, model: str) -> dict[str, str]:
+        # The weights live on the server: name and address are what this side can vouch for.
+        return {"name": model, "file": base_url.rstrip("/"), "sha256": ""}
+
+    def generate(self, requests: list[ChatRequest], settings: GenerationSettings, on_answer: OnAnswer | None = None) -> list[Completion]:
         if not requests:
             return []
+        results: list[Completion | None] = [None] * len(requests)
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(lambda request: self._one(request, settings), requests))
+            futures = {pool.submit(self._one, request, settings): i for i, request in enumerate(requests)}
+            try:
+                for future in as_completed(futures):  # in the calling thread, as each answer arrives
+                    results[futures[future]] = future.result()
+                    if on_answer is not None:
+                        on_answer(futures[future], results[futures[future]])  # type: ignore[arg-type]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return results  # type: ignore[return-value]
 
     def _one(self, request: ChatRequest, settings: GenerationSettings) -> Completion:
         import openai

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -47,11 +48,16 @@ class Completion:
     new_tokens: int
 
 
+# Called with (request index, completion) as each answer arrives, so the caller can store it at once.
+OnAnswer = Callable[[int, Completion], None]
+
+
 class LLMBackend(Protocol):
     name: ClassVar[str]
 
-    def generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
-        """One completion per request, in the order given."""
+    def generate(self, requests: list[ChatRequest], settings: GenerationSettings, on_answer: OnAnswer | None = None) -> list[Completion]:
+        """One completion per request, in the order given; `on_answer` sees each one as soon as it is there
+        (from the calling thread)."""
         ...
 
     def model_id(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`merr encode`: pooled features from real encoders, written into a finished build's shards.
+"""The encoder backends of the `encoders` step (`merr encode`): pooled features from real encoders.
 
 The original Emotion-LLaMA fed three pre-extracted 1024-d features: a face encoder (MAE ViT-L on face
 crops), a temporal encoder (VideoMAE) and an audio encoder (chinese-hubert-large). Here any local
@@ -8,32 +8,21 @@ transformers checkpoint of those kinds can fill those roles (offline: a folder, 
 - `--video-encoder DIR` (VideoMAE) on the K frames `frames_jpeg` → `feat_video`;
 - `--audio-encoder DIR` (HuBERT, wav2vec 2.0) on the build's stored 16 kHz audio → `feat_audio`.
 
-Each is mean-pooled over its tokens (the image encoder's pooled output where it has one). The shards
-are rewritten with the new columns (other columns untouched), and the manifest records each encoder
-with its weights' hash. Clips without the input (no face, no audio) get null.
+Each is mean-pooled over its tokens (the image encoder's pooled output where it has one). Clips without
+the input (no face, no audio) get null.
 """
 
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
-from merr_builder.atomic import write_bytes_atomic
-from merr_builder.config import config_from_dict
-from merr_builder.assets import folder_weights_id
-from merr_builder.finished_build import read_manifest
-from merr_builder.manifest import MANIFEST
 from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio
 from merr_builder.quarantine import ClipError
-from merr_builder.schema import SCHEMA_VERSION, SHARD_SCHEMA
-from merr_builder.shards import ShardWriter
+
 
 def _images(jpegs: list[bytes]) -> list:
     from PIL import Image
@@ -128,73 +117,3 @@ class AudioEncoder:
             inputs = self.extractor(samples, sampling_rate=AUDIO_SAMPLE_RATE, return_tensors="pt").to(self.device)
             out[i] = self.model(**inputs).last_hidden_state.mean(1)[0].float().cpu().numpy().tolist()
         return out
-
-
-@dataclass
-class EncodeSummary:
-    rows: int
-    filled: dict[str, int]
-
-
-def encode(out_dir: Path, image: Path | None = None, video: Path | None = None, audio: Path | None = None,
-           batch_size: int = 16, device: str | None = None) -> EncodeSummary:  # fmt: skip
-    from merr_builder.lock import build_lock
-
-    out_dir = Path(out_dir)
-    if not (image or video or audio):
-        raise ValueError("name at least one encoder (--image-encoder, --video-encoder, --audio-encoder)")
-    read_manifest(out_dir)
-    with build_lock(out_dir, "merr encode"):
-        return _encode(out_dir, image, video, audio, batch_size, device)
-
-
-def _encode(out_dir: Path, image: Path | None, video: Path | None, audio: Path | None, batch_size: int, device: str | None) -> EncodeSummary:
-    manifest = read_manifest(out_dir)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    files = sorted((out_dir / "shards").glob("*.parquet"))
-    encoders, ids = [], {}
-    if image:
-        encoders.append(ImageEncoder(image, device))
-        ids["feat_face"] = folder_weights_id(image)
-    if video:
-        encoders.append(VideoEncoder(video, device))
-        ids["feat_video"] = folder_weights_id(video)
-    if audio:
-        encoders.append(AudioEncoder(audio, device))
-        ids["feat_audio"] = folder_weights_id(audio)
-    config = config_from_dict(manifest["config"])
-    writer = ShardWriter(out_dir, SHARD_SCHEMA, config.shards)
-    filled = {column: 0 for column in ids}
-    rows_total = 0
-    try:
-        for path in files:
-            for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-                table = _conform(pa.Table.from_batches([record_batch]))
-                rows = table.to_pylist()
-                for encoder in encoders:
-                    values = encoder(rows)
-                    filled[encoder.column] += sum(v is not None for v in values)
-                    index = table.schema.get_field_index(encoder.column)
-                    table = table.set_column(index, SHARD_SCHEMA.field(encoder.column), pa.array(values, pa.list_(pa.float32())))
-                writer.write(table)
-                rows_total += table.num_rows
-        shards = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    from dataclasses import asdict
-
-    manifest.update(schema_version=SCHEMA_VERSION, rows=sum(s.rows for s in shards), shards=[asdict(s) for s in shards])
-    manifest.setdefault("encoders", {}).update(ids)
-    manifest["models"] = {**manifest.get("models", {}), **{f"encoder_{c}": i for c, i in ids.items()}}
-    write_bytes_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
-    from merr_builder.card import write_card
-
-    write_card(out_dir)
-    return EncodeSummary(rows_total, filled)
-
-
-def _conform(table: pa.Table) -> pa.Table:
-    """A shard table in the current schema: columns an older build lacks (feat_*) are added as nulls."""
-    columns = [table.column(f.name) if f.name in table.schema.names else pa.nulls(table.num_rows, f.type) for f in SHARD_SCHEMA]
-    return pa.Table.from_arrays(columns, schema=SHARD_SCHEMA)

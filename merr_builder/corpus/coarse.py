@@ -1,0 +1,42 @@
+"""Coarse: the paper's template caption from the clues, and the label (given, checked, or pseudo-label)."""
+
+from __future__ import annotations
+
+from merr_builder.annotate.coarse import coarse_caption, resolve_label
+from merr_builder.corpus.base import StepContext, output_schema
+
+
+class CoarseStep:
+    name = "coarse"
+    version = "1"
+    scope = "partition"
+    config_section = None  # the template and the agreement rule are code (annotate/prompts.py, annotate/coarse.py)
+    settings = ()
+    reads = {
+        "ingest": ("label", "label_source"),
+        "faces": ("aus_peak", "visual_expression_description", "pseudo_label", "pseudo_label_score"),
+        "speech": ("transcript",),
+        "tone": ("audio_tone_description",),
+        "objective": ("visual_objective_description",),
+    }
+    writes = ("coarse_caption", "label", "label_source")
+    output_schema = output_schema(name, writes)
+
+    @classmethod
+    def from_config(cls, config) -> "CoarseStep":
+        return cls()
+
+    @classmethod
+    def models(cls, config) -> dict:
+        return {}
+
+    @classmethod
+    def wants_gpu(cls, config) -> bool:
+        return False
+
+    def run(self, rows: list[dict], context: StepContext) -> list[dict]:
+        out = []
+        for row in rows:
+            label, source = resolve_label(row)
+            out.append({"clip_id": row["clip_id"], "coarse_caption": coarse_caption(row), "label": label, "label_source": source})
+        return out

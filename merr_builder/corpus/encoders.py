@@ -1,0 +1,63 @@
+"""Encoders: pooled features of the peak face, the K frames and the audio from local encoder checkpoints.
+
+Nothing runs (and every feature stays null) until `encode.*` names an encoder, as `merr encode` does. The
+step reads only per-clip stage outputs, so no annotation setting ever reruns it, and its features survive
+every annotation rerun.
+"""
+
+from __future__ import annotations
+
+from merr_builder.assets import folder_weights_id
+from merr_builder.corpus.base import StepContext, output_schema
+
+ROLES = (("image_encoder", "feat_face"), ("video_encoder", "feat_video"), ("audio_encoder", "feat_audio"))
+
+
+class EncodersStep:
+    name = "encoders"
+    version = "1"
+    scope = "partition"
+    config_section = "encode"
+    settings = ("image_encoder", "video_encoder", "audio_encoder")
+    reads = {
+        "ingest": ("source_path", "has_audio", "duration_s"),
+        "media": ("frames_jpeg",),
+        "faces": ("peak_face_jpeg",),
+    }
+    writes = tuple(column for _, column in ROLES)
+    output_schema = output_schema(name, writes)
+
+    def __init__(self, config) -> None:
+        settings = config.encode
+        self.batch_size = settings.batch_size
+        self.encoders = []
+        roles = [role for role, _ in ROLES if getattr(settings, role)]
+        if roles:  # (torch and transformers load only when an encoder is named)
+            import torch
+
+            from merr_builder.encoders import AudioEncoder, ImageEncoder, VideoEncoder
+
+            device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+            kinds = {"image_encoder": ImageEncoder, "video_encoder": VideoEncoder, "audio_encoder": AudioEncoder}
+            self.encoders = [kinds[role](getattr(settings, role), device) for role in roles]
+
+    @classmethod
+    def from_config(cls, config) -> "EncodersStep":
+        return cls(config)
+
+    @classmethod
+    def models(cls, config) -> dict:
+        return {f"encoder_{column}": folder_weights_id(getattr(config.encode, role)) for role, column in ROLES if getattr(config.encode, role)}
+
+    @classmethod
+    def wants_gpu(cls, config) -> bool:
+        return any(getattr(config.encode, role) for role, _ in ROLES)
+
+    def run(self, rows: list[dict], context: StepContext) -> list[dict]:
+        out = [{"clip_id": row["clip_id"]} for row in rows]
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            for encoder in self.encoders:
+                for target, vector in zip(out[start : start + self.batch_size], encoder(batch)):
+                    target[encoder.column] = vector
+        return out
