@@ -18,6 +18,8 @@ from merr_builder.atomic import write_bytes_atomic
 from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 from merr_builder.labels import MERR_LABELS
 from merr_builder.layout import BuildLayout
+from merr_builder.ingest import IngestStage
+from merr_builder.media import MediaStage
 from merr_builder.pipeline import UNITS
 from merr_builder.shards import read_build_rows
 
@@ -80,8 +82,8 @@ def label_counts(rows: list[dict]) -> list[tuple[str, int, int]]:
 def funnel(manifest: dict, rows: list[dict], quarantine: list[dict]) -> list[tuple[str, int]]:
     lost = Counter(q["stage"] for q in quarantine)
     found = manifest["input"]["clips_found"]
-    probed = found - lost["ingest"]
-    decoded = probed - lost["media"]
+    probed = found - lost[IngestStage.name]
+    decoded = probed - lost[MediaStage.name]
     return [
         ("clips found", found),
         ("probed (ffprobe, fingerprint, sidecars)", probed),

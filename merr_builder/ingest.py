@@ -164,7 +164,7 @@ def discover(input_path: Path, config: IngestConfig) -> Discovery:
             label = normalize_label(raw_label) if raw_label else None
         except UnknownLabelError as exc:
             by_id[clip_id].append(
-                QuarantineRecord(clip_id, str(path), "ingest", ErrorKind.UNKNOWN_LABEL, f"{exc} (from {label_src})")
+                QuarantineRecord(clip_id, str(path), IngestStage.name, ErrorKind.UNKNOWN_LABEL, f"{exc} (from {label_src})")
             )
             continue
         sentence = transcripts.get(clip_id)
@@ -186,7 +186,7 @@ def discover(input_path: Path, config: IngestConfig) -> Discovery:
         if len(group) > 1:
             paths = [g.source_path for g in group]
             message = f"clip id {clip_id!r} is used by {len(paths)} files: {', '.join(paths)}"
-            rejected += [QuarantineRecord(clip_id, p, "ingest", ErrorKind.DUPLICATE_CLIP_ID, message) for p in paths]
+            rejected += [QuarantineRecord(clip_id, p, IngestStage.name, ErrorKind.DUPLICATE_CLIP_ID, message) for p in paths]
         elif isinstance(group[0], QuarantineRecord):
             rejected.append(group[0])
         else:

@@ -27,6 +27,7 @@ from merr_builder.annotate.objective import MEASURED
 from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION, FINE_PROMPT_VERSION, OBJECTIVE_PROMPT_VERSION
 from merr_builder.atomic import atomic_path
 from merr_builder.config import BuildConfig, config_as_json
+from merr_builder.corpus.objective import SOURCE as OBJECTIVE_SOURCE
 from merr_builder.layout import BuildLayout, NotABuildError
 from merr_builder.pipeline import CORPUS_STEPS, STAGES, BuildSource, PipelineRuns, wants_gpu
 from merr_builder.records import PartitionRun
@@ -111,7 +112,7 @@ def partition_rows(store: PartitionStore, config: BuildConfig, stage_runs: list[
         found = read_unit_rows(store, step_runs[step.name], [*step.writes, *private], ids)
         for clip_id, row in rows.items():
             row.update({c: found[clip_id][c] for c in step.writes})
-            sources[clip_id] = found[clip_id].get("objective_source") or sources[clip_id]
+            sources[clip_id] = found[clip_id].get(OBJECTIVE_SOURCE) or sources[clip_id]
     provenances: dict[str, str] = {}
     for clip_id, row in rows.items():
         source = sources[clip_id]

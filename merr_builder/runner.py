@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from merr_builder.config import BuildConfig
 from merr_builder.corpus.base import CorpusStep, StepContext
+from merr_builder.ingest import IngestStage
 from merr_builder.layout import BuildLayout
 from merr_builder.records import BUILD_WIDE, ClipInfo, ClipSource, Partition, PartitionRun
 from merr_builder.schema import table_from_rows
@@ -50,10 +52,21 @@ def content_fingerprint(ingest_outputs: pa.Table, ingest_quarantine: pa.Table) -
     return _sha(repr(rows), repr(sorted(other, key=lambda r: r["clip_id"])), repr(failed))
 
 
+# Model loading is not thread-safe (transformers patches module construction process-wide while it loads
+# onto the meta device: two loads at once leave parameters on meta), and units run in threads side by side
+# (the fine step's LLM beside the encoders), so every unit is built under one lock.
+_LOADING = threading.Lock()
+
+
 @lru_cache(maxsize=16)
+def _cached_instance(unit: type, config: BuildConfig):  # type: ignore[no-untyped-def]
+    return unit.from_config(config)
+
+
 def _stage_instance(stage: type[Stage], config: BuildConfig) -> Stage:
     """One instance (and so one model load) per worker process and config."""
-    return stage.from_config(config)
+    with _LOADING:
+        return _cached_instance(stage, config)
 
 
 def _batch_for(store: PartitionStore, partition: Partition, upstream: list[PartitionRun]) -> PartitionBatch:
@@ -64,7 +77,7 @@ def _batch_for(store: PartitionStore, partition: Partition, upstream: list[Parti
     surviving = set(tables[upstream[-1].stage].column("clip_id").to_pylist())
     for table in tables.values():
         surviving &= set(table.column("clip_id").to_pylist())
-    batch.clips = [ClipInfo(**row) for row in tables["ingest"].to_pylist() if row["clip_id"] in surviving]
+    batch.clips = [ClipInfo(**row) for row in tables[IngestStage.name].to_pylist() if row["clip_id"] in surviving]
     batch.upstream = tables
     return batch
 
@@ -138,10 +151,10 @@ def step_key(step: type[CorpusStep], config: BuildConfig, input_keys: Iterable[s
     return _sha(step.name, step.version, settings, *input_keys)
 
 
-@lru_cache(maxsize=16)
 def _step_instance(step: type[CorpusStep], config: BuildConfig) -> CorpusStep:
     """One instance (and so one model load) per worker process and config."""
-    return step.from_config(config)
+    with _LOADING:
+        return _cached_instance(step, config)
 
 
 def read_unit_rows(store: PartitionStore, runs: Iterable[PartitionRun], columns: Iterable[str], clip_ids: list[str] | None = None) -> dict[str, dict]:

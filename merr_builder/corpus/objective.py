@@ -13,6 +13,8 @@ from merr_builder.annotate.coarse import objective_description
 from merr_builder.annotate.objective import MEASURED, describe_peak_frames, make_vlm
 from merr_builder.corpus.base import StepContext, output_schema
 
+SOURCE = "objective_source"  # private column: where each row's description came from, for its provenance
+
 
 class ObjectiveStep:
     name = "objective"
@@ -22,7 +24,7 @@ class ObjectiveStep:
     settings = ("objective_backend", "objective_server_url", "objective_server_model", "objective_max_new_tokens", "temperature", "seed")
     reads = {"faces": ("n_faces", "face_box_peak", "head_pose_peak", "peak_frame_jpeg")}
     writes = ("visual_objective_description",)
-    output_schema = output_schema(name, writes, (pa.field("objective_source", pa.string()),))
+    output_schema = output_schema(name, writes, (pa.field(SOURCE, pa.string()),))
 
     def __init__(self, config) -> None:
         self.config = config.annotate
@@ -50,5 +52,5 @@ class ObjectiveStep:
         for row in rows:
             text, source = described.get(row["clip_id"], (None, MEASURED))
             out.append({"clip_id": row["clip_id"], "visual_objective_description": text or objective_description(row),
-                        "objective_source": source})  # fmt: skip
+                        SOURCE: source})  # fmt: skip
         return out

@@ -15,6 +15,7 @@ import pytest
 
 from merr_builder.finished_build import ExportError
 from merr_builder.export.emotion_llama import FEATURE_FOLDERS, export_emotion_llama
+from merr_builder.shards import shard_name
 
 # The original's label index, in its own order (not merr_builder's), to read the files as it does.
 ORIGINAL_EMOS = ["neutral", "angry", "happy", "sad", "worried", "surprise", "fear", "contempt", "doubt"]
@@ -80,7 +81,7 @@ def test_1024_d_features_are_written_as_the_trainer_loads_them(sample_build, tmp
         values = pa.array([rng.standard_normal(1024).astype(np.float32).tolist() for _ in range(len(table))], pa.list_(pa.float32()))
         table = table.set_column(table.schema.get_field_index(column), column, values)
     (build / "shards").mkdir()
-    pq.write_table(table, build / "shards" / "part-00000.parquet")
+    pq.write_table(table, build / "shards" / shard_name(0, 1))
     result = export_emotion_llama(build, tmp_path / "out")
     rows = table.to_pandas().set_index("clip_id")
     names = [line.split(" ")[0] for line in (result.folder / "MERR_coarse_grained.txt").read_text().splitlines()]
@@ -102,7 +103,7 @@ def test_a_label_outside_the_nine_is_refused_and_nothing_is_written(sample_build
     labels = table.column("label").to_pylist()
     labels[0] = "disgust"
     table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, pa.string()))
-    pq.write_table(table, build / "shards" / "part-00000.parquet")
+    pq.write_table(table, build / "shards" / shard_name(0, 1))
     with pytest.raises(ExportError, match=rf"outside the nine MERR labels.*{table.column('clip_id')[0]} \('disgust'\)"):
         export_emotion_llama(build, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
