@@ -59,6 +59,25 @@ class CorpusStep(Protocol):
         ...
 
 
+class StepDefaults:
+    """What a step without settings, models or a GPU need not write out (subclass it, override the rest)."""
+
+    config_section: ClassVar[str | None] = None
+    settings: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_config(cls, config: BuildConfig):  # type: ignore[no-untyped-def]
+        return cls()
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        return {}
+
+    @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        return False
+
+
 def output_schema(name: str, writes: tuple[str, ...], private: tuple[pa.Field, ...] = ()) -> pa.Schema:
     """A step's stored table: clip_id, its shard columns as the shard schema types them, its private columns."""
     fields = [SHARD_SCHEMA.field("clip_id"), *(SHARD_SCHEMA.field(c).with_nullable(True) for c in writes), *private]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from merr_builder.annotate.coarse import coarse_caption, resolve_label
-from merr_builder.corpus.base import StepContext, output_schema
+from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 
-class CoarseStep:
+class CoarseStep(StepDefaults):  # no settings: the template and the agreement rule are code (annotate/)
     name = "coarse"
     version = "1"
     scope = "partition"
-    config_section = None  # the template and the agreement rule are code (annotate/prompts.py, annotate/coarse.py)
-    settings = ()
     reads = {
         "ingest": ("label", "label_source"),
         "faces": ("aus_peak", "visual_expression_description", "pseudo_label", "pseudo_label_score"),
@@ -21,18 +19,6 @@ class CoarseStep:
     }
     writes = ("coarse_caption", "label", "label_source")
     output_schema = output_schema(name, writes)
-
-    @classmethod
-    def from_config(cls, config) -> "CoarseStep":
-        return cls()
-
-    @classmethod
-    def models(cls, config) -> dict:
-        return {}
-
-    @classmethod
-    def wants_gpu(cls, config) -> bool:
-        return False
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         out = []

@@ -8,12 +8,12 @@ every annotation rerun.
 from __future__ import annotations
 
 from merr_builder.assets import folder_weights_id
-from merr_builder.corpus.base import StepContext, output_schema
+from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 ROLES = (("image_encoder", "feat_face"), ("video_encoder", "feat_video"), ("audio_encoder", "feat_audio"))
 
 
-class EncodersStep:
+class EncodersStep(StepDefaults):
     name = "encoders"
     version = "1"
     scope = "partition"

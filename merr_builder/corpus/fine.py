@@ -9,10 +9,10 @@ whose answer was stored.
 from __future__ import annotations
 
 from merr_builder.annotate.fine import fine_annotations, llm_model_id, make_llm
-from merr_builder.corpus.base import StepContext, output_schema
+from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 
-class FineStep:
+class FineStep(StepDefaults):
     name = "fine"
     version = "1"
     scope = "build"

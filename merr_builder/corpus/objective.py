@@ -11,12 +11,12 @@ import pyarrow as pa
 
 from merr_builder.annotate.coarse import objective_description
 from merr_builder.annotate.objective import MEASURED, describe_peak_frames, make_vlm
-from merr_builder.corpus.base import StepContext, output_schema
+from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 SOURCE = "objective_source"  # private column: where each row's description came from, for its provenance
 
 
-class ObjectiveStep:
+class ObjectiveStep(StepDefaults):  # (no GPU wanted: the VLM runs behind its own server)
     name = "objective"
     version = "1"
     scope = "partition"
@@ -38,10 +38,6 @@ class ObjectiveStep:
     def models(cls, config) -> dict:
         vlm = make_vlm(config.annotate)
         return {"objective_vlm": vlm.model_id()} if vlm is not None else {}
-
-    @classmethod
-    def wants_gpu(cls, config) -> bool:
-        return False  # the VLM runs behind its own server
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         described = {}

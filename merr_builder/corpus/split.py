@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from merr_builder.config import SplitConfig
-from merr_builder.corpus.base import StepContext, output_schema
+from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 
 def assign_split(clip_id: str, config: SplitConfig) -> str:
@@ -17,7 +17,7 @@ def assign_split(clip_id: str, config: SplitConfig) -> str:
     return "train"
 
 
-class SplitStep:
+class SplitStep(StepDefaults):
     name = "split"
     version = "1"
     scope = "partition"
@@ -33,14 +33,6 @@ class SplitStep:
     @classmethod
     def from_config(cls, config) -> "SplitStep":
         return cls(config.split)
-
-    @classmethod
-    def models(cls, config) -> dict:
-        return {}
-
-    @classmethod
-    def wants_gpu(cls, config) -> bool:
-        return False
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         return [{"clip_id": row["clip_id"], "split": assign_split(row["clip_id"], self.config)} for row in rows]

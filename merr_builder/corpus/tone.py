@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from merr_builder.corpus.base import StepContext, output_schema
+from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 from merr_builder.speech.tone import corpus_stats, cue_values, describe_tone, egemaps_names
 
 
@@ -13,27 +13,13 @@ def tone_cues(speech_row: dict) -> dict[str, float | None] | None:
     return cue_values(speech_row["egemaps"], egemaps_names(), speech_row["speech_rate"], speech_row["pause_ratio"])
 
 
-class ToneStep:
+class ToneStep(StepDefaults):
     name = "tone"
     version = "1"
     scope = "build"  # the words compare each clip with the build's own statistics
-    config_section = None
-    settings = ()
     reads = {"speech": ("has_speech", "egemaps", "speech_rate", "pause_ratio")}
     writes = ("audio_tone_description",)
     output_schema = output_schema(name, writes)
-
-    @classmethod
-    def from_config(cls, config) -> "ToneStep":
-        return cls()
-
-    @classmethod
-    def models(cls, config) -> dict:
-        return {}
-
-    @classmethod
-    def wants_gpu(cls, config) -> bool:
-        return False
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         cues = [tone_cues(row) for row in rows]
