@@ -13,14 +13,16 @@ from flows.build import run_build
 from merr_builder.config import load_config
 
 
-def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, tiny_encoders, tmp_path):
+def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, tiny_encoders, tiny_lm, tmp_path):
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
     folder = tmp_path / "input"
     folder.mkdir()
     for name in ("speech_en_happy", "speech_en_angry", "speech_en_fast_loud"):
         os.symlink(clips.speech[name], folder / clips.speech[name].name)
-    settings = ["annotate.max_new_tokens=24", "run.partition_size=1", f"encode.image_encoder={tiny_encoders / 'vit'}"]
+    # The fine step with a local model (a tiny random Llama: fast) and an encoder: both want a GPU.
+    settings = ["annotate.fine_backend=transformers", f"annotate.model_dir={tiny_lm}", "annotate.max_new_tokens=8",
+                "run.partition_size=1", f"encode.image_encoder={tiny_encoders / 'vit'}"]  # fmt: skip
     run_build(folder, tmp_path / "threads", load_config(None, settings))
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     # Two worker processes; only the second has a GPU (as `dask worker --resources GPU=1` declares one).
