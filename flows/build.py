@@ -193,13 +193,12 @@ def run_build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, 
         return flow_(str(Path(out_dir).absolute()), config, str(Path(input_path).absolute()), console)
 
 
-def rerun_build(out_dir: str | Path, overrides: list[str], sections: tuple[str, ...], what: str, console: Console | None = None,
-                run_overrides: list[str] = ()) -> BuildSummary:  # fmt: skip
+def rerun_build(out_dir: str | Path, overrides: list[str], sections: tuple[str, ...], what: str, console: Console | None = None) -> BuildSummary:
     """Run the pipeline again from a finished build's stored stage outputs with other settings of `sections`
-    (`merr annotate`: annotate; `merr encode`: encode). `run_overrides` say where it runs (run.*)."""
+    (`merr annotate`: annotate; `merr encode`: encode), and of `run` (where it runs)."""
     out_dir = Path(out_dir).absolute()
     manifest = read_finished_build(out_dir)  # (before the lock: a folder that is no build gets no lock file)
-    config = rerun_config(manifest, [*overrides, *run_overrides], (*sections, "run"))
+    config = rerun_config(manifest, overrides, (*sections, "run"))
     _check_gpu_units(config)
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
     with build_lock(out_dir, what):
