@@ -20,7 +20,6 @@ from merr_builder.labels import MERR_LABELS
 from merr_builder.layout import BuildLayout
 from merr_builder.ingest import IngestStage
 from merr_builder.media import MediaStage
-from merr_builder.pipeline import UNITS
 from merr_builder.shards import read_build_rows
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data_cards"
@@ -121,7 +120,7 @@ def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict
     durations = sorted(r["duration_s"] for r in rows)
     languages = sorted({r["transcript_language"] for r in rows if r["transcript_language"]})
     n = len(rows)
-    stage_rank = {s: i for i, s in enumerate(UNITS)}
+    stage_rank = {s: i for i, s in enumerate(manifest.get("stages", {}))}  # (the manifest lists the units in pipeline order)
     by_stage = Counter((q["stage"], q["error_kind"]) for q in quarantine)
     annotation = manifest.get("annotation") or {"coarse_template": "?", "fine": {"prompt": "?", "backend": "?"}, "settings": {}}
     tools = {name: (version or "").split(" Copyright")[0] or None for name, version in manifest.get("tools", {}).items()}
