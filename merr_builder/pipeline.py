@@ -8,7 +8,7 @@
 2. Corpus steps, run over the rows that came through every stage (`merr_builder.corpus.base.CorpusStep`),
    per partition or once over the build where they must see every row:
 
-   tone → objective → coarse → fine → encoders → split
+   tone → objective → au_filter → coarse → fine → encoders → split
 
 3. Publishing (`merr_builder.publish`): shards → quarantine → manifest → data card and gallery.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from merr_builder.config import BuildConfig
+from merr_builder.corpus.au_filter import AUFilterStep
 from merr_builder.corpus.base import CorpusStep
 from merr_builder.corpus.coarse import CoarseStep
 from merr_builder.corpus.encoders import EncodersStep
@@ -57,6 +58,7 @@ STAGES: tuple[type[Stage], ...] = (
 CORPUS_STEPS: tuple[type[CorpusStep], ...] = (
     ToneStep,  # build-wide: tone words relative to the build's statistics
     ObjectiveStep,  # what the peak frame shows (measured facts, or a VLM)
+    AUFilterStep,  # the paper's AU filter: unlabelled clips whose peak matches no AU prototype leave
     CoarseStep,  # the paper's template caption; the label (given and checked, or AU pseudo-label)
     FineStep,  # build-wide, GPU: the LLM's reasoning with the label given, checked
     EncodersStep,  # GPU: pooled face, video and audio encoder features (when encode.* names encoders)
@@ -81,9 +83,12 @@ def wants_gpu(unit: type[Stage] | type[CorpusStep], config: BuildConfig) -> bool
 
 def step_inputs(step: type[CorpusStep], position: int | None, step_runs: dict[str, list]) -> dict[str, list]:
     """For `step` on the complete partition at `position` (None: the whole build), the runs of each earlier
-    corpus step it reads that hold those rows. Works the same on run records and on futures of them."""
+    corpus step it reads, and of every earlier step that drops rows (their outputs say which rows are
+    left), that hold those rows. Works the same on run records and on futures of them."""
+    earlier = CORPUS_STEPS[: CORPUS_STEPS.index(step)]
+    names = [*step.reads, *(s.name for s in earlier if s.drops and s.name not in step.reads)]
     inputs = {}
-    for name in step.reads:
+    for name in names:
         if name not in step_runs:
             continue  # a stage: its runs come with the partition
         runs = step_runs[name]

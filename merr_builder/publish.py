@@ -98,6 +98,10 @@ def partition_rows(store: PartitionStore, config: BuildConfig, stage_runs: list[
                    fine: dict) -> pa.Table:  # fmt: skip
     """The shard rows of one complete partition, in clip-id order."""
     ids = survivors(store, stage_runs)
+    for step in CORPUS_STEPS:  # rows a step left out are in the quarantine, with its reason
+        if step.drops and step.name in step_runs:
+            kept = read_unit_rows(store, step_runs[step.name], (), ids)
+            ids = [clip_id for clip_id in ids if clip_id in kept]
     rows = {clip_id: {} for clip_id in ids}
     shard_columns = set(SHARD_SCHEMA.names)
     for run in stage_runs:
@@ -154,6 +158,8 @@ def _write_shards(layout: BuildLayout, config: BuildConfig, runs: PipelineRuns, 
         for position, stage_runs in enumerate(runs.partitions):
             writer.write(partition_rows(store, config, stage_runs, _step_runs_at(runs, position), fine))
             quarantine_tables += [store.read_quarantine(r.stage, r.index, r.key) for r in stage_runs]
+        quarantine_tables += [store.read_quarantine(r.stage, r.index, r.key) for step in CORPUS_STEPS if step.drops
+                              for r in runs.steps.get(step.name, [])]  # fmt: skip
         shards = writer.close()
     except BaseException:
         writer.abort()

@@ -19,6 +19,8 @@ class ErrorKind(StrEnum):
     TRUNCATED = "truncated"
     DECODE_ERROR = "decode_error"
     NO_FACE = "no_face"
+    NO_AU_MATCH = "no_au_match"  # left out on purpose: the paper's AU filter (corpus/au_filter.py)
+    LABEL_DISAGREEMENT = "label_disagreement"  # left out on purpose: AU pseudo-label and classifier disagree
     UNREADABLE_SIDECAR = "unreadable_sidecar"
     DUPLICATE_CLIP_ID = "duplicate_clip_id"
     UNKNOWN_LABEL = "unknown_label"

@@ -23,6 +23,7 @@ from merr_builder.config import BuildConfig
 from merr_builder.corpus.base import CorpusStep, StepContext
 from merr_builder.ingest import IngestStage
 from merr_builder.layout import BuildLayout
+from merr_builder.quarantine import StageResult
 from merr_builder.records import BUILD_WIDE, ClipInfo, ClipSource, Partition, PartitionRun
 from merr_builder.schema import table_from_rows
 from merr_builder.stage import PartitionBatch, Stage
@@ -175,6 +176,9 @@ def step_rows(
     rows: list[dict] = []
     for runs in stage_runs:
         ids = survivors(store, runs)
+        for unit in inputs:  # a row an earlier step left out (or has not got) is not this step's row
+            kept = read_unit_rows(store, inputs[unit], (), ids)
+            ids = [clip_id for clip_id in ids if clip_id in kept]
         merged = {clip_id: {"clip_id": clip_id} for clip_id in ids}
         by_unit = {run.stage: [run] for run in runs} | inputs
         for unit, columns in step.reads.items():
@@ -206,14 +210,16 @@ def run_step(
     skipped = store.has(step.name, index, key)
     if skipped:
         outputs = store.read_outputs(step.name, index, key)
-        n_in = outputs.num_rows
+        n_in = outputs.num_rows + store.read_quarantine(step.name, index, key).num_rows
     else:
         rows = step_rows(store, step, stage_runs, inputs)
         result = _step_instance(step, config).run(rows, StepContext(BuildLayout(Path(out_dir))))
-        outputs = table_from_rows(result, step.output_schema)
-        store.write(step.name, index, key, outputs, [])
+        if not isinstance(result, StageResult):
+            result = StageResult(outputs=result)
+        outputs = table_from_rows(result.outputs, step.output_schema)
+        store.write(step.name, index, key, outputs, result.quarantined)
         n_in = len(rows)
     return PartitionRun(
         stage=step.name, version=step.version, index=index, key=key, output_fingerprint=key, n_in=n_in,
-        n_out=outputs.num_rows, n_quarantined=0, seconds=time.perf_counter() - started, skipped=skipped, worker=_worker(),
+        n_out=outputs.num_rows, n_quarantined=n_in - outputs.num_rows, seconds=time.perf_counter() - started, skipped=skipped, worker=_worker(),
     )  # fmt: skip

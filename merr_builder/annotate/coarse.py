@@ -8,12 +8,12 @@ the label's AU-prototype score at the peak, and the outcome is recorded in `labe
 from __future__ import annotations
 
 from merr_builder.annotate.prompts import COARSE_TEMPLATE
-from merr_builder.faces.expression import NO_MOVEMENT, prototype_scores
+from merr_builder.faces.expression import MATCH_MIN, NO_MOVEMENT, prototype_scores
 from merr_builder.facs import AU_NAMES
 from merr_builder.speech.tone import NO_SPEECH
 
-# A given label agrees with the face when its prototype scores at least this at the peak.
-AGREEMENT_MIN = 0.35
+# A given label agrees with the face when its prototype is matched at the peak.
+AGREEMENT_MIN = MATCH_MIN
 NO_SUBTITLE = "(nothing)"
 
 
@@ -43,7 +43,8 @@ def objective_description(row: dict) -> str:
     where the main face is and how it is framed, and where the head points. Recorded as measured facts in
     the provenance; a VLM backend can replace it."""
     n = row.get("n_faces") or 0
-    people = "alone in the frame" if n <= 1 else f"one of {n} people in the frame"
+    others = n - 1
+    people = "alone in the frame" if others <= 0 else "with another person in the frame" if others == 1 else f"with {others} other people in the frame"
     box = row.get("face_box_peak")
     if not box:
         return people
@@ -74,5 +75,7 @@ def resolve_label(row: dict) -> tuple[str | None, str]:
         verdict = "agrees with" if score >= AGREEMENT_MIN else "disagrees with"
         return row["label"], f"{row.get('label_source')} ({verdict} the AU evidence, score {score:.2f})"
     if row.get("pseudo_label"):
+        if row.get("au_match") is False:
+            return row["pseudo_label"], "AU pseudo-label (no prototype matched: neutral; the AU filter was off)"
         return row["pseudo_label"], f"AU pseudo-label (score {row.get('pseudo_label_score', 0):.2f})"
     return None, "no label: no label file and no face"

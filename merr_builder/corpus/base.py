@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 import pyarrow as pa
 
 from merr_builder.layout import BuildLayout
+from merr_builder.quarantine import StageResult
 from merr_builder.schema import SHARD_SCHEMA
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class CorpusStep(Protocol):
     name: ClassVar[str]
     version: ClassVar[str]  # bump when the output changes for the same input
     scope: ClassVar[Scope]  # partition: one run per partition; build: one run over every row
+    drops: ClassVar[bool]  # True: it may leave rows out (quarantined with a reason); later steps never see them
     config_section: ClassVar[str | None]  # which BuildConfig section configures it
     settings: ClassVar[tuple[str, ...]]  # the fields of that section its output depends on (its cache key)
     reads: ClassVar[dict[str, tuple[str, ...]]]  # earlier unit → the columns read from it
@@ -54,8 +56,9 @@ class CorpusStep(Protocol):
         """Whether, on a cluster, the step should run on a worker that declares a GPU resource."""
         ...
 
-    def run(self, rows: list[dict], context: StepContext) -> list[dict]:
-        """One output row (clip_id and the written columns) per input row, in the same order."""
+    def run(self, rows: list[dict], context: StepContext) -> list[dict] | StageResult[dict]:
+        """One output row (clip_id and the written columns) per input row, in the same order; a step that
+        `drops` returns a StageResult whose quarantine rows say why the rows it left out were left out."""
         ...
 
 
@@ -64,6 +67,7 @@ class StepDefaults:
 
     config_section: ClassVar[str | None] = None
     settings: ClassVar[tuple[str, ...]] = ()
+    drops: ClassVar[bool] = False
 
     @classmethod
     def from_config(cls, config: BuildConfig):  # type: ignore[no-untyped-def]

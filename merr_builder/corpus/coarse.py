@@ -8,11 +8,11 @@ from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 class CoarseStep(StepDefaults):  # no settings: the template and the agreement rule are code (annotate/)
     name = "coarse"
-    version = "1"
+    version = "2"  # 2: prototypes with core AUs; the AU filter before it
     scope = "partition"
     reads = {
         "ingest": ("label", "label_source"),
-        "faces": ("aus_peak", "visual_expression_description", "pseudo_label", "pseudo_label_score"),
+        "faces": ("aus_peak", "visual_expression_description", "pseudo_label", "pseudo_label_score", "au_match"),
         "speech": ("transcript",),
         "tone": ("audio_tone_description",),
         "objective": ("visual_objective_description",),

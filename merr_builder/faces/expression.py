@@ -11,10 +11,11 @@ from merr_builder.facs import AU_NAMES, AU_PHRASES, AU_PRESENCE_THRESHOLD, EMOTI
 # An AU at this intensity counts fully towards a prototype (OpenFace's "marked" level); weaker ones count
 # in proportion.
 PROTOTYPE_FULL_INTENSITY = 2.0
-# A prototype is a candidate only when at least this share of its AUs is present (MER-Factory's rule).
-PROTOTYPE_MIN_PRESENT = 0.5
-# Below this score no prototype is convincing and the label is neutral.
-NEUTRAL_BELOW = 0.35
+# Share of the score from the core AUs; the supporting AUs give the rest.
+CORE_WEIGHT = 0.7
+# A prototype whose core is present scores at least CORE_WEIGHT / 2; below this it is not matched (only
+# a contradicting AU takes it there).
+MATCH_MIN = 0.35
 MAX_PHRASES = 4
 NO_MOVEMENT = "no clear facial movement"
 
@@ -36,28 +37,46 @@ def describe_expression(aus: np.ndarray, exclude: tuple[str, ...] = ("AU45",)) -
 
 @dataclass(frozen=True)
 class PseudoLabel:
-    label: str
+    label: str  # "neutral" when no prototype is matched
     score: float  # 0-1: how fully the peak AUs show the label's prototype (for neutral: 1 - best other)
     scores: dict[str, float]  # every prototype's score
+    matched: tuple[str, ...]  # the AUs of the label's prototype present at the peak
+
+    @property
+    def au_match(self) -> bool:
+        return self.label != "neutral"
 
 
-def prototype_scores(aus: np.ndarray) -> dict[str, float]:
-    index = {au: i for i, au in enumerate(AU_NAMES)}
+def _strength(value: float) -> float:
+    return min(max(value, 0.0) / PROTOTYPE_FULL_INTENSITY, 1.0)
+
+
+def prototype_scores(aus) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """label → 0-1: 0 unless every core group has a present AU; then core and support strength, lowered by
+    the strongest contradicting AU (one at full intensity leaves nothing)."""
+    value = dict(zip(AU_NAMES, (float(v) for v in aus)))
     scores = {}
-    for label, (units, _) in EMOTION_PROTOTYPES.items():
-        values = np.array([aus[index[u]] for u in units], dtype=np.float64)
-        present = float(np.mean(values >= AU_PRESENCE_THRESHOLD))
-        strength = float(np.mean(np.minimum(values / PROTOTYPE_FULL_INTENSITY, 1.0)))
-        scores[label] = strength if present >= PROTOTYPE_MIN_PRESENT else 0.0
+    for label, proto in EMOTION_PROTOTYPES.items():
+        core = [max(value[au] for au in group) for group in proto.core]
+        if min(core) < AU_PRESENCE_THRESHOLD:
+            scores[label] = 0.0
+            continue
+        core_part = float(np.mean([_strength(v) for v in core]))
+        support_part = float(np.mean([_strength(value[au]) for au in proto.support])) if proto.support else core_part
+        against = max((_strength(value[au]) for au in proto.contradicts), default=0.0)
+        scores[label] = round((CORE_WEIGHT * core_part + (1 - CORE_WEIGHT) * support_part) * (1.0 - against), 4)
     return scores
 
 
-def pseudo_label(aus: np.ndarray) -> PseudoLabel:
-    """The MERR label whose AU prototype the peak AUs match best; neutral when none does."""
+def pseudo_label(aus) -> PseudoLabel:  # type: ignore[no-untyped-def]
+    """The MERR label whose AU prototype the peak AUs match best; neutral when none is matched."""
     scores = prototype_scores(aus)
-    # Ties go to the more specific prototype (more AUs), then to the table's order.
+    # Ties go to the more specific prototype (more core groups), then to the table's order.
     order = {label: i for i, label in enumerate(EMOTION_PROTOTYPES)}
-    best = max(scores, key=lambda lab: (round(scores[lab], 6), len(EMOTION_PROTOTYPES[lab][0]), -order[lab]))
-    if scores[best] < NEUTRAL_BELOW:
-        return PseudoLabel("neutral", round(1.0 - scores[best], 4), scores)
-    return PseudoLabel(best, round(scores[best], 4), scores)
+    best = max(scores, key=lambda lab: (scores[lab], len(EMOTION_PROTOTYPES[lab].core), -order[lab]))
+    if scores[best] < MATCH_MIN:
+        return PseudoLabel("neutral", round(1.0 - scores[best], 4), scores, ())
+    proto = EMOTION_PROTOTYPES[best]
+    value = dict(zip(AU_NAMES, (float(v) for v in aus)))
+    units = [au for group in proto.core for au in group] + list(proto.support)
+    return PseudoLabel(best, scores[best], scores, tuple(au for au in units if value[au] >= AU_PRESENCE_THRESHOLD))

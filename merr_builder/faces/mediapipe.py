@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, AssetError, locate
-from merr_builder.facs import AU_INTENSITY_MAX, AU_NAMES, BLENDSHAPE_NAMES, BLENDSHAPE_TO_AU
+from merr_builder.facs import AU_INTENSITY_MAX, AU_NAMES, AU_SCALE, BLENDSHAPE_NAMES, BLENDSHAPE_REST, BLENDSHAPE_TO_AU
 from merr_builder.faces.protocol import Face, FrameFaces
 from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
 from merr_builder.records import ClipInfo
@@ -35,20 +35,23 @@ _LEFT_EYE = (362, 263)
 
 
 def blendshapes_to_aus(scores: dict[str, float]) -> np.ndarray:
-    """FACS AU intensities (0-5) from MediaPipe blendshape scores, by BLENDSHAPE_TO_AU."""
-    smile = max(scores.get("mouthSmileLeft", 0.0), scores.get("mouthSmileRight", 0.0))
-    weight = {"": 1.0, "smile": smile, "nosmile": 1.0 - smile}
+    """FACS AU intensities (0-5) from MediaPipe blendshape scores: the population's resting face removed
+    (BLENDSHAPE_REST), combined by BLENDSHAPE_TO_AU, and scaled by AU_SCALE (facs.py says how each was set).
+    The person's own resting face is removed later, over the clip's frames of that face (faces/stage.py)."""
+    moved = {name: max(0.0, value - BLENDSHAPE_REST.get(name, 0.0)) for name, value in scores.items()}
+    smile = max(moved.get("mouthSmileLeft", 0.0), moved.get("mouthSmileRight", 0.0))
+    weight = {"": 1.0, "smile": min(1.0, smile / AU_SCALE["AU12"][0]), "nosmile": max(0.0, 1.0 - smile / AU_SCALE["AU12"][0])}
     aus = np.zeros(len(AU_NAMES), dtype=np.float32)
     for i, au in enumerate(AU_NAMES):
         positive, negative = [], 0.0
         for term in BLENDSHAPE_TO_AU[au][0]:
             name, _, gate = term.lstrip("-").partition("*")
-            value = scores.get(name, 0.0) * weight[gate]
+            value = moved.get(name, 0.0) * weight[gate]
             if term.startswith("-"):
                 negative += value
             else:
                 positive.append(value)
-        aus[i] = min(AU_INTENSITY_MAX, max(0.0, (max(positive) - negative) * AU_INTENSITY_MAX))
+        aus[i] = min(AU_INTENSITY_MAX, max(0.0, (max(positive) - negative) / AU_SCALE[au][0] * AU_INTENSITY_MAX))
     return aus
 
 
@@ -86,6 +89,7 @@ def _check_frame(rgb: np.ndarray) -> None:
 class MediaPipeExtractor:
     name = "mediapipe"
     needs_frames = True
+    person_normalised = False  # per frame; the stage removes the person's resting face
 
     def __init__(
         self,

@@ -50,3 +50,22 @@ def best_positions(scores: np.ndarray, n: int) -> list[int]:
     """Positions of the `n` highest scores (NaN never), highest first, earliest first among equals."""
     valid = [i for i in range(len(scores)) if not np.isnan(scores[i])]
     return sorted(valid, key=lambda i: (-scores[i], i))[:n]
+
+
+def hold_frames(fps: float, seconds: float) -> int:
+    """Frames on each side of a frame that its expression must hold over: a window of about `seconds`
+    at the clip's rate (0.1 s: one frame each side at 25-30 fps)."""
+    if seconds <= 0 or fps <= 0:
+        return 0
+    return max(1, int(round((seconds * fps - 1) / 2)))
+
+
+def held_scores(frame_indices: list[int], scores: list[float], half: int) -> list[float]:
+    """Per frame: the lowest score over the frames within `half` frames of it that are known, so a score
+    counts only as far as the expression holds. A known neighbour without the face (NaN) breaks the hold."""
+    by_index = dict(zip(frame_indices, scores))
+    held = []
+    for index in frame_indices:
+        window = [by_index[j] for j in range(index - half, index + half + 1) if j in by_index]
+        held.append(float("nan") if any(np.isnan(window)) else float(min(window)))
+    return held

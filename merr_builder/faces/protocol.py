@@ -39,6 +39,7 @@ class AUExtractor(Protocol):
 
     name: ClassVar[str]
     needs_frames: ClassVar[bool]
+    person_normalised: ClassVar[bool]  # True: intensities are already relative to the person's resting face
 
     def analyse(self, clip: ClipInfo, frames: Iterable[Frame]) -> list[FrameFaces]:
         """Faces with AU intensities for each frame given (or each frame the backend knows of)."""

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, describe, locate
+from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_EXPRESSION_CLASSIFIER, FACE_LANDMARKER, describe, locate
 from merr_builder.config import BuildConfig, FacesConfig, MediaConfig
 from merr_builder.faces.expression import describe_expression, pseudo_label
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
-from merr_builder.faces.peak import au_weights, best_positions, frame_scores
+from merr_builder.faces.baseline import person_baseline, relative
+from merr_builder.faces.classifier import ExpressionClassifier, classifier_label
+from merr_builder.faces.peak import au_weights, best_positions, frame_scores, held_scores, hold_frames
 from merr_builder.faces.protocol import AUExtractor, Face, FrameFaces
 from merr_builder.faces.tracking import (
     MainFace, assign_tracks, choose_main_face, drop_glimpses, nearest_face, speech_activity,
@@ -53,20 +55,31 @@ def make_extractor(config: FacesConfig) -> AUExtractor:
 class _Peak:
     frame_index: int
     time_s: float
-    score: float
+    score: float  # the AU sum the expression holds (faces.peak_hold_s)
     face: Face
     rgb: np.ndarray | None  # the frame, when it was decoded already
 
 
-def aligned_face(rgb: np.ndarray, face: Face, size: int) -> np.ndarray:
-    """A square crop of the face, turned so the eyes are level, `size` pixels a side."""
+@dataclass
+class _Seen:
+    """One frame's main face and its AU sum, in the peak search (no pixels: memory stays bounded)."""
+
+    frame_index: int
+    time_s: float
+    score: float
+    face: Face | None
+
+
+def aligned_face(rgb: np.ndarray, face: Face, size: int, margin: float = 1.3) -> np.ndarray:
+    """A square crop of the face, turned so the eyes are level, `size` pixels a side, `margin` times the
+    face box's longer side."""
     x, y, w, h = face.box
     centre = (x + w / 2, y + h / 2)
     angle = 0.0
     if face.eyes is not None:
         (lx, ly), (rx, ry) = face.eyes  # subject's left eye is on the image right
         angle = math.degrees(math.atan2(ly - ry, lx - rx))
-    side = 1.3 * max(w, h, 2.0)
+    side = margin * max(w, h, 2.0)
     matrix = cv2.getRotationMatrix2D(centre, angle, size / side)
     matrix[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -96,6 +109,7 @@ class FaceAnalyser:
         self.config = faces
         self.media = media
         self.extractor = extractor or make_extractor(faces)
+        self.classifier = ExpressionClassifier() if faces.expression_classifier else None
 
     def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
         cfg = self.config
@@ -114,40 +128,65 @@ class FaceAnalyser:
         speaking = speech_activity(audio.blocks() if audio else None, AUDIO_SAMPLE_RATE, [f.time_s for f in coarse], step)
         main = choose_main_face(coarse, clip.width * clip.height, speaking, cfg.min_track_share)
         series, faces = _series(coarse, main.track_id)  # type: ignore[arg-type]
+        baseline = (
+            np.zeros(len(AU_NAMES)) if self.extractor.person_normalised
+            else person_baseline(series, cfg.baseline_percentile, cfg.baseline_max, cfg.baseline_min_frames)
+        )  # fmt: skip
+        series = relative(series, baseline)
         weights = au_weights(series, cfg.peak_method, cfg.most_frequent_k, cfg.exclude_aus)
         scores = frame_scores(series, weights, cfg.smooth_window)
-        peak = self._peak(clip, coarse, faces, scores, weights, step)
-        return self._row(clip, coarse, main, series, faces, peak, n_with_face)
+        peak = self._peak(clip, coarse, faces, scores, weights, baseline, step)
+        people = len({face.track_id for frame in coarse for face in frame.faces})
+        return self._row(clip, coarse, main, people, series, faces, baseline, peak, n_with_face)
 
-    def _peak(self, clip, coarse, faces, scores, weights, step) -> _Peak:  # type: ignore[no-untyped-def]
-        candidates = best_positions(scores, self.config.refine_candidates)
-        # Refine every strong candidate, not just the first: a one-frame peak between two samples shows
-        # only as a fairly high neighbour.
-        floor = (1.0 - self.config.refine_tolerance) * scores[candidates[0]]
-        candidates = [p for p in candidates if scores[p] >= floor]
-        best = _Peak(coarse[candidates[0]].frame_index, coarse[candidates[0]].time_s, float(scores[candidates[0]]),
-                     faces[candidates[0]], None)  # fmt: skip
-        if not (self.config.refine and self.extractor.needs_frames):
-            return best
-        # Every frame whose nearest sampled frame is a candidate (within half a step of it), decoded in one
-        # pass; the main face there is the detection nearest to where it was in the nearest candidate, and
-        # it is analysed exactly as the sampled ones were, so the result equals an every-frame search there.
-        half = step / 2 + 1e-6
-        windows = [(max(0.0, coarse[p].time_s - half), coarse[p].time_s + half) for p in candidates]
-        analysed = {f.frame_index for f in coarse}
+    def _peak(self, clip, coarse, faces, scores, weights, baseline, step) -> _Peak:  # type: ignore[no-untyped-def]
+        """The frame whose AU sum is highest and holds over `peak_hold_s` (a one-frame landmark spike
+        holds nothing). Coarse to fine: the best sampled frames are candidates, and every frame around
+        them is analysed, with enough frames beyond each to check the hold. Sampled frames that score
+        within `refine_tolerance` of the best held score found are refined in turn (a spike that led the
+        sampled scores must not hide the expression that holds)."""
+        half_hold = hold_frames(clip.fps, self.config.peak_hold_s)
+        seen = {f.frame_index: _Seen(f.frame_index, f.time_s, float(scores[i]), faces[i]) for i, f in enumerate(coarse)}
+        verified: set[int] = set()  # frames around refined candidates: their hold window was analysed
+        ranked = best_positions(scores, self.config.refine_candidates)
+        target, refined = float(scores[ranked[0]]), set()
+        while self.config.refine and self.extractor.needs_frames:
+            # A peak between two samples shows only as a fairly high neighbour: refine every strong one.
+            new = [p for p in ranked if scores[p] >= (1.0 - self.config.refine_tolerance) * target and p not in refined]
+            if not new:
+                break
+            self._refine(clip, coarse, faces, new, baseline, weights, step, half_hold, seen, verified)
+            refined.update(new)
+            held = self._held(seen, half_hold)
+            target = max((held[i] for i in verified if not np.isnan(held[i])), default=float("nan"))
+            if np.isnan(target):
+                break
+        held = self._held(seen, half_hold)
+        pool = [i for i in (verified or seen) if not np.isnan(held[i])] or [i for i in seen if not np.isnan(seen[i].score)]
+        best = max(pool, key=lambda i: (held[i] if not np.isnan(held[i]) else seen[i].score, -i))
+        chosen = seen[best]
+        return _Peak(chosen.frame_index, chosen.time_s, held[best] if not np.isnan(held[best]) else chosen.score,
+                     chosen.face, None)  # type: ignore[arg-type]  # fmt: skip
+
+    @staticmethod
+    def _held(seen: dict[int, _Seen], half_hold: int) -> dict[int, float]:
+        order = sorted(seen)
+        return dict(zip(order, held_scores(order, [seen[i].score for i in order], half_hold)))
+
+    def _refine(self, clip, coarse, faces, positions, baseline, weights, step, half_hold, seen, verified) -> None:  # type: ignore[no-untyped-def]
+        """Analyse every frame whose nearest sampled frame is one of `positions` (within half a step of
+        it), plus the hold on either side, in one decoding pass. The main face there is the detection
+        nearest to where it was in the nearest sampled frame, analysed exactly as the sampled ones were."""
+        reach = step / 2 + half_hold / clip.fps + 1e-6
+        windows = [(max(0.0, coarse[p].time_s - reach), coarse[p].time_s + reach) for p in positions]
         for frame in iter_frames_in(clip, windows):
-            if frame.index in analysed:
-                if frame.index == best.frame_index:
-                    best.rgb = frame.rgb  # kept for the peak JPEG, so it needs no decode of its own
-                continue  # its score is known from the coarse pass
-            nearest = min(candidates, key=lambda p: abs(coarse[p].time_s - frame.time_s))
-            face = self._face_near(clip, frame, faces[nearest])
-            if face is None:
-                continue
-            score = float(face.aus.astype(np.float64) @ weights)
-            if score > best.score or (score == best.score and frame.index <= best.frame_index):
-                best = _Peak(frame.index, frame.time_s, score, face, frame.rgb)
-        return best
+            if frame.index not in seen:
+                nearest = min(positions, key=lambda p: abs(coarse[p].time_s - frame.time_s))
+                face = self._face_near(clip, frame, faces[nearest])
+                score = float(relative(face.aus, baseline) @ weights) if face is not None else float("nan")
+                seen[frame.index] = _Seen(frame.index, frame.time_s, score, face)
+            if any(abs(coarse[p].time_s - frame.time_s) <= step / 2 + 1e-6 for p in positions):
+                verified.add(frame.index)
 
     def _face_near(self, clip: ClipInfo, frame: Frame, reference: Face) -> Face | None:
         """The face of `frame` nearest to `reference`; only that one is analysed where the backend can."""
@@ -165,17 +204,19 @@ class FaceAnalyser:
             raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the peak frame at {peak.time_s:.3f} s does not decode")
         return min(frames, key=lambda f: abs(f.time_s - peak.time_s)).rgb
 
-    def _row(self, clip, coarse, main: MainFace, series, faces, peak: _Peak, n_with_face: int) -> dict:  # type: ignore[no-untyped-def]
+    def _row(self, clip, coarse, main: MainFace, people: int, series, faces, baseline, peak: _Peak, n_with_face: int) -> dict:  # type: ignore[no-untyped-def]
         rgb = self._peak_frame(clip, peak)
         frame_h, frame_w = rgb.shape[:2]
         x, y, w, h = peak.face.box
         full_w, full_h = scaled_size(frame_w, frame_h, self.config.peak_frame_max_side)
         resized = cv2.resize(rgb, (full_w, full_h), interpolation=cv2.INTER_AREA) if full_w != frame_w else rgb
-        aus = peak.face.aus
+        aus = relative(peak.face.aus.astype(np.float64), baseline)
         label = pseudo_label(aus)
+        expression = self.classifier.scores(aligned_face(rgb, peak.face, 200, margin=1.0)) if self.classifier else None
+        second = classifier_label(expression) if expression else None
         return {
             "clip_id": clip.clip_id,
-            "n_faces": main.n_faces,
+            "n_faces": max(people, main.n_faces),
             "face_frames_share": n_with_face / len(coarse),
             "face_choice": main.reason,
             "face_backend": self.extractor.name,
@@ -186,6 +227,7 @@ class FaceAnalyser:
             "face_box_peak": {"x": x / frame_w, "y": y / frame_h, "w": w / frame_w, "h": h / frame_h},
             "head_pose_peak": dict(zip(("yaw", "pitch", "roll"), peak.face.head_pose)) if peak.face.head_pose else None,
             "aus_peak": {au: float(v) for au, v in zip(AU_NAMES, aus)},
+            "au_baseline": {au: float(v) for au, v in zip(AU_NAMES, baseline)},
             "blendshapes_peak": [float(v) for v in peak.face.blendshapes] if peak.face.blendshapes is not None else None,
             "au_series": [
                 {"frame_index": f.frame_index, "time_s": f.time_s,
@@ -196,6 +238,12 @@ class FaceAnalyser:
             "visual_expression_description": describe_expression(aus),
             "pseudo_label": label.label,
             "pseudo_label_score": label.score,
+            "au_match": label.au_match,
+            "prototype_scores": label.scores,
+            "matched_aus": list(label.matched),
+            "expression_scores": expression,
+            "classifier_label": second,
+            "label_agreement": None if expression is None else second == label.label,
         }
 
 
@@ -203,7 +251,7 @@ class FacesStage:
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
-    version = "1"
+    version = "2"  # 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
     config_section = "faces"
     output_schema = FACES_SCHEMA
 
@@ -212,9 +260,13 @@ class FacesStage:
 
     @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        classifier = (
+            {"expression_classifier": describe(FACE_EXPRESSION_CLASSIFIER, locate(FACE_EXPRESSION_CLASSIFIER))}
+            if config.faces.expression_classifier else {}
+        )  # fmt: skip
         if config.faces.backend != "mediapipe":
-            return {}
-        return {
+            return classifier
+        return classifier | {
             "face_landmarker": describe(FACE_LANDMARKER, locate(FACE_LANDMARKER, config.faces.landmarker_path)),
             "face_detector": describe(
                 FACE_DETECTOR_FULL_RANGE, locate(FACE_DETECTOR_FULL_RANGE, config.faces.detector_path)

@@ -39,7 +39,7 @@ def test_missing_clues_are_said_plainly_never_invented():
     [
         ({"n_faces": 1, "face_box_peak": {"x": 0.3, "y": 0.2, "w": 0.1, "h": 0.15}}, "alone in the frame, seen on the left in a wide shot"),
         ({"n_faces": 2, "face_box_peak": {"x": 0.45, "y": 0.1, "w": 0.2, "h": 0.5}, "head_pose_peak": {"yaw": 2, "pitch": 20, "roll": 0}},
-         "one of 2 people in the frame, seen in the centre in a close-up, head lowered"),
+         "with another person in the frame, seen in the centre in a close-up, head lowered"),
     ],
 )
 def test_the_objective_description_states_measured_facts(row, says):
