@@ -25,11 +25,10 @@ from merr_builder.shards import read_build_rows
 TEMPLATES = Path(__file__).resolve().parents[1] / "data_cards"
 PER_LABEL = 6  # clips shown per label in the gallery
 CARD_COLUMNS = ["clip_id", "label", "label_source", "n_faces", "coarse_caption", "fine_caption", "fine_status",
-                "duration_s", "aus_peak", "transcript_language", "split"]  # fmt: skip
+                "duration_s", "aus_peak", "transcript_language", "split", "au_series", "label_agreement",
+                "classifier_label", "pseudo_label"]  # fmt: skip
 GALLERY_COLUMNS = CARD_COLUMNS + ["peak_frame_jpeg", "peak_face_jpeg", "transcript", "audio_tone_description"]
 DEPARTURES = (
-    "Facial action units come from MediaPipe FaceLandmarker's 52 blendshapes mapped onto FACS AUs (one documented "
-    "table, `merr_builder/facs.py`) unless the build imported OpenFace CSVs; the authors used OpenFace.",
     "Faces in wide shots are found with MediaPipe's full-range detector, tracked, and the main person chosen by presence, "
     "size and mouth movement during speech; the original took one face per clip.",
     "The audio tone description comes from eGeMAPS functionals, speech rate and pauses, phrased relative to this build's "
@@ -42,6 +41,43 @@ DEPARTURES = (
     "Labels that the AU evidence contradicts are kept in the coarse set but not sent to the fine step (`fine_status` says "
     "so); neutral clips are topped up in the fine set, as the paper did.",
 )
+
+
+def settings_departures(config: dict) -> list[str]:
+    """The departures this build's own settings make (faces and annotate sections of the manifest's config)."""
+    faces, annotate = config.get("faces", {}), config.get("annotate", {})
+    out = []
+    if faces.get("backend", "mediapipe") == "openface":
+        out.append("Facial action units were imported from OpenFace CSVs, as the authors measured them.")
+    else:
+        out.append(
+            "Facial action units come from MediaPipe FaceLandmarker's 52 blendshapes mapped onto FACS AUs, with the "
+            "population's resting face removed and each AU's scale set from py-feat's AU→FaceMesh model chained with "
+            "MediaPipe's blendshape model (`merr_builder/facs.py` says how, AU by AU); the authors used OpenFace."
+        )
+        if faces.get("baseline_percentile", 0) > 0:
+            out.append(
+                f"Each face's AUs are read above its own resting face: the {faces['baseline_percentile']:g}th percentile of "
+                f"each AU over the clip (at most {faces.get('baseline_max', 0):g} above the population's), as OpenFace "
+                "corrects each person; the baseline used is in `au_baseline`."
+            )
+    excluded = list(faces.get("exclude_aus") or [])
+    if excluded:
+        out.append(f"The peak score leaves out {', '.join(excluded)} (a blink is not an expression); the authors summed every AU.")
+    if faces.get("peak_hold_s", 0) > 0:
+        out.append(f"A frame's peak score is the AU sum it holds over {faces['peak_hold_s']:g} s, so a one-frame landmark "
+                   "spike cannot be the peak; the authors took the single highest frame.")
+    out.append("The AU prototypes of worried and doubt are ours (MERR publishes none); every prototype names core AUs that "
+               "must be present and contradicting AUs that rule it out (`EMOTION_PROTOTYPES` in `merr_builder/facs.py`).")
+    if annotate.get("au_filter", True):
+        out.append("The paper's AU filter is on: unlabelled clips whose peak matches no prototype left the build "
+                   "(`no_au_match` in the quarantine table).")
+    else:
+        out.append("The paper's AU filter is off: unlabelled clips whose peak matches no prototype are kept as neutral, "
+                   "which the original coarse set never had.")
+    if annotate.get("require_label_agreement"):
+        out.append("Pseudo-labelled clips were kept only where the facex expression classifier agreed (`label_disagreement`).")
+    return out
 
 
 def objective_backend(manifest: dict) -> str:
@@ -83,16 +119,31 @@ def funnel(manifest: dict, rows: list[dict], quarantine: list[dict]) -> list[tup
     found = manifest["input"]["clips_found"]
     probed = found - lost[IngestStage.name]
     decoded = probed - lost[MediaStage.name]
+    measured = decoded - lost["faces"] - lost["speech"]
     return [
         ("clips found", found),
         ("probed (ffprobe, fingerprint, sidecars)", probed),
         ("decoded (audio and frames)", decoded),
-        ("through faces and speech (rows in the shards)", len(rows)),
+        ("through faces and speech", measured),
+        ("kept by the AU filter (rows in the shards)", len(rows)),
         ("with a face", sum(1 for r in rows if (r["n_faces"] or 0) > 0)),
         ("labelled", sum(1 for r in rows if r["label"])),
         ("coarse caption", sum(1 for r in rows if r["label"] and r["coarse_caption"])),
         ("fine caption kept", sum(1 for r in rows if r["fine_status"] == "kept")),
     ]
+
+
+def au_presence(rows: list[dict]) -> tuple[int, list[tuple[str, float]]]:
+    """(analysed frames with the main face, per AU the share of them where it is present) over the shards."""
+    frames = [f for r in rows for f in (r.get("au_series") or []) if f.get(AU_NAMES[0]) is not None]
+    return len(frames), [(au, sum(1 for f in frames if f[au] >= AU_PRESENCE_THRESHOLD) / len(frames) if frames else 0.0)
+                         for au in AU_NAMES]  # fmt: skip
+
+
+def classifier_agreement(rows: list[dict]) -> tuple[int, int]:
+    """(pseudo-labelled rows the classifier saw, of them those where it named the same label)."""
+    judged = [r for r in rows if r.get("label_agreement") is not None]
+    return len(judged), sum(1 for r in judged if r["label_agreement"])
 
 
 def top_aus(rows: list[dict], k: int = 5) -> list[tuple[str, int, str]]:
@@ -143,7 +194,9 @@ def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict
         "annotation": annotation,
         "annotation_settings": ", ".join(f"{k} {v}" for k, v in annotation.get("settings", {}).items()) or "—",
         "packages": sorted(packages.items()),
-        "departures": (OBJECTIVE_DEPARTURE[objective_backend(manifest)], *DEPARTURES),
+        "departures": (OBJECTIVE_DEPARTURE[objective_backend(manifest)], *settings_departures(manifest.get("config", {})), *DEPARTURES),
+        "au_presence": au_presence(rows),
+        "classifier_agreement": classifier_agreement(rows),
     }
 
 

@@ -37,7 +37,12 @@ def test_the_card_counts_what_the_shards_hold(sample_build: Path):
 
     funnel = {step: int(n) for step, n in _table(card, "Funnel")}
     assert funnel["clips found"] == manifest["input"]["clips_found"] == len(shards) + len(quarantine)
-    assert funnel["through faces and speech (rows in the shards)"] == len(shards)
+    assert funnel["kept by the AU filter (rows in the shards)"] == len(shards)
+    filtered = (quarantine.error_kind == "no_au_match").sum()
+    assert funnel["through faces and speech"] == len(shards) + filtered
+    assert (quarantine[quarantine.error_kind == "no_au_match"].stage == "au_filter").all()
+    assert "The paper's AU filter is on" in card and "leaves out AU45" in card  # departures follow the settings
+    assert "How often each action unit is present" in card
     assert funnel["coarse caption"] == shards.coarse_caption.notna().sum()
     assert funnel["fine caption kept"] == (shards.fine_status == "kept").sum()
     reasons = {(stage, kind): int(n) for stage, kind, n in _table(card, "Funnel", 1)}
@@ -106,7 +111,10 @@ def test_the_gallery_opens_in_headless_chromium_with_its_images(sample_build: Pa
     assert f'data-images="{expected_images}"' in body and f'data-images-loaded="{expected_images}"' in body
     for clip_id in shown.clip_id:
         assert f'data-clip="{clip_id}"' in dom
-    assert "Quarantined clips (1)" in dom
+    quarantined = pd.read_parquet(sample_build / "quarantine.parquet")
+    assert f"Quarantined clips ({len(quarantined)})" in dom
+    for clip_id in quarantined[quarantined.error_kind == "no_au_match"].clip_id:  # the AU filter's drops, findable
+        assert clip_id in dom
 
     shot = tmp_path / "gallery.png"
     subprocess.run([chromium, *flags, "--window-size=1400,1600", f"--screenshot={shot}", page], capture_output=True, timeout=120)
