@@ -134,10 +134,18 @@ def funnel(manifest: dict, rows: list[dict], quarantine: list[dict]) -> list[tup
 
 
 def au_presence(rows: list[dict]) -> tuple[int, list[tuple[str, float]]]:
-    """(analysed frames with the main face, per AU the share of them where it is present) over the shards."""
+    """(analysed frames with the main face, per AU the share of them where it is present) over these rows."""
     frames = [f for r in rows for f in (r.get("au_series") or []) if f.get(AU_NAMES[0]) is not None]
     return len(frames), [(au, sum(1 for f in frames if f[au] >= AU_PRESENCE_THRESHOLD) / len(frames) if frames else 0.0)
                          for au in AU_NAMES]  # fmt: skip
+
+
+def _au_presence(manifest: dict, rows: list[dict]) -> tuple[int, list[tuple[str, float]]]:
+    """Over every analysed frame, as publishing counted it; builds from before that: the shards' rows."""
+    found = manifest.get("au_presence")
+    if found:
+        return found["frames"], [(au, found["present"].get(au, 0.0)) for au in AU_NAMES]
+    return au_presence(rows)
 
 
 def classifier_agreement(rows: list[dict]) -> tuple[int, int]:
@@ -195,7 +203,7 @@ def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict
         "annotation_settings": ", ".join(f"{k} {v}" for k, v in annotation.get("settings", {}).items()) or "—",
         "packages": sorted(packages.items()),
         "departures": (OBJECTIVE_DEPARTURE[objective_backend(manifest)], *settings_departures(manifest.get("config", {})), *DEPARTURES),
-        "au_presence": au_presence(rows),
+        "au_presence": _au_presence(manifest, rows),
         "classifier_agreement": classifier_agreement(rows),
     }
 

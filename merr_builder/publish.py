@@ -170,6 +170,18 @@ def _write_shards(layout: BuildLayout, config: BuildConfig, runs: PipelineRuns, 
     return shards, quarantine
 
 
+def analysed_au_presence(layout: BuildLayout, runs: PipelineRuns) -> dict:
+    """Over every analysed frame of the main faces (clips the AU filter left out included): how many, and
+    per AU the share in which it is present. The card shows it; calibration is judged on it."""
+    from merr_builder.card import au_presence  # (the card's one definition of "present")
+
+    store = PartitionStore(layout.root)
+    position = [s.name for s in STAGES].index("faces")
+    series = read_unit_rows(store, [chain[position] for chain in runs.partitions], ["au_series"])
+    frames, shares = au_presence(list(series.values()))
+    return {"frames": frames, "present": dict(shares)}
+
+
 def unit_records(config: BuildConfig, runs: PipelineRuns) -> dict[str, dict]:
     """Per stage and step, in pipeline order: what it is, how often it ran or was skipped, where, how long."""
     by_unit: dict[str, list[PartitionRun]] = {s.name: [chain[i] for chain in runs.partitions] for i, s in enumerate(STAGES)}
@@ -236,6 +248,7 @@ def publish(out_dir: Path, source: BuildSource, config: BuildConfig, runs: Pipel
             "fine": fine,
             "settings": config_as_json(config)["annotate"],
         },
+        "au_presence": analysed_au_presence(layout, runs),
         "publish_key": key,
         "published": "kept (nothing changed)" if current is not None else "written",
         # Everything a rerun from the stored stage outputs (`merr annotate`, `merr encode`) needs.

@@ -43,6 +43,8 @@ def test_the_card_counts_what_the_shards_hold(sample_build: Path):
     assert (quarantine[quarantine.error_kind == "no_au_match"].stage == "au_filter").all()
     assert "The paper's AU filter is on" in card and "leaves out AU45" in card  # departures follow the settings
     assert "How often each action unit is present" in card
+    presence = manifest["au_presence"]
+    assert presence["frames"] > 100 and max(presence["present"].values()) <= 0.5  # calibrated: no AU almost everywhere
     assert funnel["coarse caption"] == shards.coarse_caption.notna().sum()
     assert funnel["fine caption kept"] == (shards.fine_status == "kept").sum()
     reasons = {(stage, kind): int(n) for stage, kind, n in _table(card, "Funnel", 1)}
