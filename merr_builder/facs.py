@@ -173,3 +173,12 @@ EMOTION_PROTOTYPES: dict[str, Prototype] = {
                        "ours, because MERR publishes none: lowered brows with a pushed-up or one-sided mouth "
                        "(chin raise, dimpler, lips sucked in), eyes narrowed"),
 }  # fmt: skip
+
+
+# The facex facial-expression classifier's classes in its output order (facex/core.py), and the MERR label
+# each one is (faces/classifier.py). Disgust has no MERR label.
+EXPRESSION_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprised")
+EXPRESSION_TO_LABEL: dict[str, str | None] = {
+    "anger": "angry", "disgust": None, "fear": "fear", "happy": "happy", "neutral": "neutral",
+    "sadness": "sad", "surprised": "surprise",
+}  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
+from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES, EMOTION_PROTOTYPES, EXPRESSION_CLASSES
 
 SCHEMA_VERSION = "1.5.0"  # 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 
@@ -77,6 +77,10 @@ _FACE_STATS_DOC = (
     f"AU_NAMES order), then blendshape mean and std ({len(BLENDSHAPE_NAMES)} each; zeros for backends without)"
 )
 
+# Structs, not maps: Hugging Face datasets has no map type.
+PROTOTYPE_STRUCT = pa.struct([pa.field(label, pa.float32()) for label in EMOTION_PROTOTYPES])
+EXPRESSION_STRUCT = pa.struct([pa.field(name, pa.float32()) for name in EXPRESSION_CLASSES])
+
 # Columns the faces stage owns, shared by its stage output and the shards.
 FACE_FIELDS = [
     _field("n_faces", pa.int32(), "people in frame: distinct faces (tracks) seen anywhere in the clip", False),
@@ -98,9 +102,9 @@ FACE_FIELDS = [
     _field("pseudo_label", pa.string(), "label whose AU prototype the peak matches best", False),
     _field("pseudo_label_score", pa.float32(), "0-1: how fully the peak shows pseudo_label's prototype", False),
     _field("au_match", pa.bool_(), "whether the peak matches any label's AU prototype (the paper's AU filter)", False),
-    _field("prototype_scores", pa.map_(pa.string(), pa.float32()), "every label's AU-prototype score at the peak", False),
+    _field("prototype_scores", PROTOTYPE_STRUCT, "every label's AU-prototype score at the peak (0-1)", False),
     _field("matched_aus", pa.list_(pa.string()), "the AUs of pseudo_label's prototype present at the peak", False),
-    _field("expression_scores", pa.map_(pa.string(), pa.float32()), "facial-expression classifier's class probabilities on the peak face"),
+    _field("expression_scores", EXPRESSION_STRUCT, "facial-expression classifier's class probabilities on the peak face"),
     _field("classifier_label", pa.string(), "the MERR label of the classifier's top class (null: disgust, or not run)"),
     _field("label_agreement", pa.bool_(), "whether the classifier's label is the AU pseudo-label (null: not run)"),
 ]

@@ -14,14 +14,8 @@ import cv2
 import numpy as np
 
 from merr_builder.assets import FACE_EXPRESSION_CLASSIFIER, locate
+from merr_builder.facs import EXPRESSION_CLASSES, EXPRESSION_TO_LABEL
 
-# The classifier's classes in its output order (facex/core.py), and the MERR label each one is. Disgust
-# has no MERR label.
-CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprised")
-CLASS_TO_LABEL: dict[str, str | None] = {
-    "anger": "angry", "disgust": None, "fear": "fear", "happy": "happy", "neutral": "neutral",
-    "sadness": "sad", "surprised": "surprise",
-}  # fmt: skip
 INPUT_SIDE = 200
 
 
@@ -45,9 +39,9 @@ class ExpressionClassifier:
             self._interpreter.set_tensor(self._input, image)
             self._interpreter.invoke()
             out = self._interpreter.get_tensor(self._output)[0]
-        return {name: round(float(p), 4) for name, p in zip(CLASSES, out)}
+        return {name: round(float(p), 4) for name, p in zip(EXPRESSION_CLASSES, out)}
 
 
 def classifier_label(scores: dict[str, float]) -> str | None:
     """The MERR label of the most probable class (None for disgust)."""
-    return CLASS_TO_LABEL[max(scores, key=lambda name: scores[name])]
+    return EXPRESSION_TO_LABEL[max(scores, key=lambda name: scores[name])]

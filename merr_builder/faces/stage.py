@@ -51,6 +51,10 @@ def make_extractor(config: FacesConfig) -> AUExtractor:
     return PyFeatExtractor()
 
 
+# Refined frames whose pixels are kept for the peak JPEG (bounded memory: a few frames, not the windows).
+KEEP_PIXELS = 4
+
+
 @dataclass
 class _Peak:
     frame_index: int
@@ -148,6 +152,7 @@ class FaceAnalyser:
         half_hold = hold_frames(clip.fps, self.config.peak_hold_s)
         seen = {f.frame_index: _Seen(f.frame_index, f.time_s, float(scores[i]), faces[i]) for i, f in enumerate(coarse)}
         verified: set[int] = set()  # frames around refined candidates: their hold window was analysed
+        pixels: dict[int, np.ndarray] = {}  # the best-scoring refined frames, so the peak needs no decode of its own
         ranked = best_positions(scores, self.config.refine_candidates)
         target, refined = float(scores[ranked[0]]), set()
         while self.config.refine and self.extractor.needs_frames:
@@ -155,7 +160,7 @@ class FaceAnalyser:
             new = [p for p in ranked if scores[p] >= (1.0 - self.config.refine_tolerance) * target and p not in refined]
             if not new:
                 break
-            self._refine(clip, coarse, faces, new, baseline, weights, step, half_hold, seen, verified)
+            self._refine(clip, coarse, faces, new, baseline, weights, step, half_hold, seen, verified, pixels)
             refined.update(new)
             held = self._held(seen, half_hold)
             target = max((held[i] for i in verified if not np.isnan(held[i])), default=float("nan"))
@@ -166,17 +171,19 @@ class FaceAnalyser:
         best = max(pool, key=lambda i: (held[i] if not np.isnan(held[i]) else seen[i].score, -i))
         chosen = seen[best]
         return _Peak(chosen.frame_index, chosen.time_s, held[best] if not np.isnan(held[best]) else chosen.score,
-                     chosen.face, None)  # type: ignore[arg-type]  # fmt: skip
+                     chosen.face, pixels.get(best))  # type: ignore[arg-type]  # fmt: skip
 
     @staticmethod
     def _held(seen: dict[int, _Seen], half_hold: int) -> dict[int, float]:
         order = sorted(seen)
         return dict(zip(order, held_scores(order, [seen[i].score for i in order], half_hold)))
 
-    def _refine(self, clip, coarse, faces, positions, baseline, weights, step, half_hold, seen, verified) -> None:  # type: ignore[no-untyped-def]
+    def _refine(self, clip, coarse, faces, positions, baseline, weights, step, half_hold, seen, verified, pixels) -> None:  # type: ignore[no-untyped-def]
         """Analyse every frame whose nearest sampled frame is one of `positions` (within half a step of
         it), plus the hold on either side, in one decoding pass. The main face there is the detection
-        nearest to where it was in the nearest sampled frame, analysed exactly as the sampled ones were."""
+        nearest to where it was in the nearest sampled frame, analysed exactly as the sampled ones were.
+        The pixels of the KEEP_PIXELS best-scoring frames are kept in `pixels` (the peak is one of them
+        almost always; otherwise it is decoded once more)."""
         reach = step / 2 + half_hold / clip.fps + 1e-6
         windows = [(max(0.0, coarse[p].time_s - reach), coarse[p].time_s + reach) for p in positions]
         for frame in iter_frames_in(clip, windows):
@@ -187,6 +194,10 @@ class FaceAnalyser:
                 seen[frame.index] = _Seen(frame.index, frame.time_s, score, face)
             if any(abs(coarse[p].time_s - frame.time_s) <= step / 2 + 1e-6 for p in positions):
                 verified.add(frame.index)
+                if not np.isnan(seen[frame.index].score):
+                    pixels[frame.index] = frame.rgb
+                    if len(pixels) > KEEP_PIXELS:
+                        del pixels[min(pixels, key=lambda i: seen[i].score)]
 
     def _face_near(self, clip: ClipInfo, frame: Frame, reference: Face) -> Face | None:
         """The face of `frame` nearest to `reference`; only that one is analysed where the backend can."""

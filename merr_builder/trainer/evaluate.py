@@ -113,7 +113,9 @@ def infer(clip: Path, checkpoint: Path, build_overrides: list[str] = (), max_new
         folder = Path(tmp) / "input"
         folder.mkdir()
         (folder / Path(clip).name).symlink_to(Path(clip).absolute())
-        summary = run_locally(folder, Path(tmp) / "out", load_config(None, ["annotate.fine_backend=none", *build_overrides]))
+        # The AU filter chooses what enters a dataset; a clip asked about is answered whatever its face shows.
+        settings = ["annotate.fine_backend=none", "annotate.au_filter=false", *build_overrides]
+        summary = run_locally(folder, Path(tmp) / "out", load_config(None, settings))
         if summary.rows == 0:
             import pyarrow.parquet as pq
 

@@ -33,7 +33,8 @@ def mixed_build(clips, shared_data, tmp_path_factory):
     bad = [clips.truncated, clips.truncated_faststart, clips.zero_bytes, clips.text_as_mp4, clips.no_audio]
     _link(root / "input" / "good", *good)
     _link(root / "input" / "bad", *bad)
-    config = load_config(None, ["run.partition_size=3", "annotate.fine_backend=none"])  # the LLM: MER2023 test
+    # The machinery, not the AU filter (the sample build's card test checks that): every good clip is a row.
+    config = load_config(None, ["run.partition_size=3", "annotate.fine_backend=none", "annotate.au_filter=false"])  # the LLM: MER2023 test
     summary = run_build(root / "input", root / "out", config)
     return root / "out", summary, good, bad, config
 
@@ -76,7 +77,7 @@ def test_manifest_lists_every_shard_with_its_hash(mixed_build):
     out, summary, *_ = mixed_build
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["schema_version"] == SCHEMA_VERSION
-    assert set(manifest["models"]) == {"face_landmarker", "face_detector", "asr"}
+    assert set(manifest["models"]) == {"face_landmarker", "face_detector", "expression_classifier", "asr"}
     assert manifest["rows"] == summary.rows == sum(s["rows"] for s in manifest["shards"])
     for shard in manifest["shards"]:
         data = (out / shard["path"]).read_bytes()
@@ -146,7 +147,10 @@ def test_a_changed_annotate_setting_reruns_only_the_steps_that_depend_on_it(clip
 
 
 def test_mer2023_layout_builds_end_to_end_with_the_offline_llm(mer2023_sample, tmp_path):
-    summary = run_build(mer2023_sample, tmp_path / "out", load_config(None, ["speech.language=zh"]))
+    # The sample ships no labels, and none of its four peaks matches an AU prototype: with the paper's AU
+    # filter all four would leave (test_card checks that); off, they are neutral rows through every step.
+    settings = ["speech.language=zh", "annotate.au_filter=false"]
+    summary = run_build(mer2023_sample, tmp_path / "out", load_config(None, settings))
     rows = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
     expected = pd.read_csv(mer2023_sample / "transcription_en_all.csv").set_index("name")["sentence"]
     assert summary.rows == 4
@@ -166,7 +170,7 @@ def test_mer2023_layout_builds_end_to_end_with_the_offline_llm(mer2023_sample, t
     # A rebuild asks the LLM nothing new: every answer comes from the cache, and the captions are the same.
     cache = tmp_path / "out" / "cache" / "llm.sqlite"
     stamp = cache.stat().st_mtime_ns
-    run_build(mer2023_sample, tmp_path / "out", load_config(None, ["speech.language=zh"]))
+    run_build(mer2023_sample, tmp_path / "out", load_config(None, settings))
     again = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
     pd.testing.assert_series_equal(rows.fine_status, again.fine_status)
     assert cache.stat().st_mtime_ns == stamp

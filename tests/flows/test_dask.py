@@ -21,7 +21,7 @@ def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, 
     for name in ("speech_en_happy", "speech_en_angry", "speech_en_fast_loud"):
         os.symlink(clips.speech[name], folder / clips.speech[name].name)
     # The fine step with a local model (a tiny random Llama: fast) and an encoder: both want a GPU.
-    settings = ["annotate.fine_backend=transformers", f"annotate.model_dir={tiny_lm}", "annotate.max_new_tokens=8",
+    settings = ["annotate.au_filter=false", "annotate.fine_backend=transformers", f"annotate.model_dir={tiny_lm}", "annotate.max_new_tokens=8",
                 "run.partition_size=1", f"encode.image_encoder={tiny_encoders / 'vit'}"]  # fmt: skip
     run_build(folder, tmp_path / "threads", load_config(None, settings))
     before = {p.pid for p in psutil.Process().children(recursive=True)}
