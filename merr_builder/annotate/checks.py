@@ -59,10 +59,64 @@ def check_answer(completion: Completion, label: str) -> str:
     return KEPT
 
 
-def near_duplicate(text: str, kept: list[tuple[str, str]]) -> str | None:
-    """The clip id of an earlier kept answer that says the same, or None."""
-    normal = " ".join(text.lower().split())
-    for clip_id, other in kept:
-        if SequenceMatcher(None, normal, other).ratio() >= NEAR_DUPLICATE:
-            return clip_id
-    return None
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def same_answer(a: str, b: str) -> bool:
+    """Whether two answers say the same (difflib ratio of their normalised texts ≥ NEAR_DUPLICATE)."""
+    return SequenceMatcher(None, _normal(a), _normal(b)).ratio() >= NEAR_DUPLICATE
+
+
+# Candidates for `same_answer` come from a MinHash LSH index over word pairs: two answers at a difflib ratio
+# of 0.9 share most word pairs (an edited word changes two: one word in ten changed leaves a Jaccard
+# similarity near 0.67), while answers that only share the prompt's stock phrases share few. The index's
+# threshold sits below what near-duplicates reach, so it misses none in practice; each candidate is then
+# decided by `same_answer`, the rule itself.
+LSH_THRESHOLD = 0.5
+LSH_PERMUTATIONS = 128
+# The index also returns a few answers that share less (a fixed share of all it holds, so still a cost
+# that grows with the square); the exact share of word pairs sorts those out before difflib runs.
+MIN_SHARED_PAIRS = 0.5
+
+
+def _word_pairs(text: str) -> set[bytes]:
+    words = _normal(text).split()
+    return {f"{a} {b}".encode() for a, b in zip(words, words[1:])} or {w.encode() for w in words}
+
+
+class NearDuplicates:
+    """The kept answers, so that each new one is compared only with those it may repeat: near-linear in
+    the number of answers, where comparing with every kept one was quadratic."""
+
+    def __init__(self) -> None:
+        from datasketch import MinHashLSH
+
+        self._index = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=LSH_PERMUTATIONS)
+        self._texts: dict[str, str] = {}
+        self._pairs: dict[str, set[bytes]] = {}
+        self._order: dict[str, int] = {}
+
+    @staticmethod
+    def _signature(pairs: set[bytes]):  # type: ignore[no-untyped-def]
+        from datasketch import MinHash
+
+        signature = MinHash(num_perm=LSH_PERMUTATIONS)
+        signature.update_batch(sorted(pairs))
+        return signature
+
+    def twin(self, text: str) -> str | None:
+        """The clip id of the earliest kept answer that says the same as `text`, or None."""
+        if not self._texts:
+            return None
+        pairs = _word_pairs(text)
+        found = self._index.query(self._signature(pairs))
+        close = [c for c in found if len(pairs & self._pairs[c]) >= MIN_SHARED_PAIRS * len(pairs | self._pairs[c])]
+        return next((c for c in sorted(close, key=self._order.__getitem__) if same_answer(text, self._texts[c])), None)
+
+    def add(self, clip_id: str, text: str) -> None:
+        pairs = _word_pairs(text)
+        self._order[clip_id] = len(self._order)
+        self._texts[clip_id] = text
+        self._pairs[clip_id] = pairs
+        self._index.insert(clip_id, self._signature(pairs))

@@ -11,7 +11,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from merr_builder.annotate.checks import KEPT, check_answer, near_duplicate
+from merr_builder.annotate.checks import KEPT, NearDuplicates, check_answer
 from merr_builder.annotate.llm.cache import cached_answers
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings, LLMBackend
 from merr_builder.annotate.prompts import FINE_QUESTION, FINE_SYSTEM
@@ -90,13 +90,13 @@ def fine_annotations(
     requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=r["coarse_caption"], label=r["label"])) for r in todo]
     answers = cached_answers(requests, llm, settings, cache_path)
     out: dict[str, tuple[str | None, str]] = {r["clip_id"]: (None, s) for r in rows if (s := status[r["clip_id"]])}
-    kept: list[tuple[str, str]] = []
+    kept = NearDuplicates()
     for row, answer in zip(todo, answers):
         verdict = check_answer(answer, row["label"])  # type: ignore[arg-type]
-        if verdict == KEPT and (twin := near_duplicate(answer.text, kept)) is not None:  # type: ignore[union-attr]
+        if verdict == KEPT and (twin := kept.twin(answer.text)) is not None:  # type: ignore[union-attr]
             verdict = f"rejected: near-duplicate of {twin}"
         if verdict == KEPT:
-            kept.append((row["clip_id"], " ".join(answer.text.lower().split())))  # type: ignore[union-attr]
+            kept.add(row["clip_id"], answer.text)  # type: ignore[union-attr]
             out[row["clip_id"]] = (answer.text, KEPT)  # type: ignore[union-attr]
         else:
             out[row["clip_id"]] = (None, verdict)

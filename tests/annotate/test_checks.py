@@ -1,6 +1,6 @@
 import pytest
 
-from merr_builder.annotate.checks import KEPT, asserted_labels, check_answer, near_duplicate
+from merr_builder.annotate.checks import KEPT, NearDuplicates, asserted_labels, check_answer
 from merr_builder.annotate.fine import fine_annotations, select
 from merr_builder.annotate.llm.protocol import Completion
 from merr_builder.config import AnnotateConfig
@@ -38,10 +38,13 @@ def test_a_label_mentioned_alongside_others_is_not_a_contradiction():
     assert check_answer(done(text), "surprise") == KEPT
 
 
-def test_near_duplicates_name_the_earlier_clip():
-    kept = [("clip_a", " ".join(GOOD.lower().split()))]
-    assert near_duplicate(GOOD.replace("sudden", "sudden,"), kept) == "clip_a"
-    assert near_duplicate("A different answer entirely about anger and a raised voice in a quarrel.", kept) is None
+def test_near_duplicates_name_the_earliest_kept_clip():
+    kept = NearDuplicates()
+    assert kept.twin(GOOD) is None
+    kept.add("clip_a", GOOD)
+    kept.add("clip_b", GOOD.replace("bag", "purse"))
+    assert kept.twin(GOOD.replace("sudden", "sudden,")) == "clip_a"
+    assert kept.twin("A different answer entirely about anger and a raised voice in a quarrel.") is None
 
 
 def test_selection_skips_disagreeing_labels_and_tops_up_neutral():
