@@ -31,7 +31,7 @@ from merr_builder.corpus.objective import SOURCE as OBJECTIVE_SOURCE
 from merr_builder.layout import BuildLayout, NotABuildError
 from merr_builder.pipeline import CORPUS_STEPS, STAGES, BuildSource, PipelineRuns, wants_gpu
 from merr_builder.records import PartitionRun
-from merr_builder.runner import read_unit_rows, step_settings, survivors
+from merr_builder.runner import read_unit_rows, step_settings, still_in, survivors
 from merr_builder.schema import QUARANTINE_SCHEMA, SCHEMA_VERSION, SHARD_SCHEMA, table_from_rows
 from merr_builder.shards import ShardInfo, ShardWriter
 from merr_builder.store import PartitionStore
@@ -97,11 +97,8 @@ def _provenance(config: BuildConfig, stage_runs: list[PartitionRun], step_runs: 
 def partition_rows(store: PartitionStore, config: BuildConfig, stage_runs: list[PartitionRun], step_runs: dict[str, list[PartitionRun]],
                    fine: dict) -> pa.Table:  # fmt: skip
     """The shard rows of one complete partition, in clip-id order."""
-    ids = survivors(store, stage_runs)
-    for step in CORPUS_STEPS:  # rows a step left out are in the quarantine, with its reason
-        if step.drops and step.name in step_runs:
-            kept = read_unit_rows(store, step_runs[step.name], (), ids)
-            ids = [clip_id for clip_id in ids if clip_id in kept]
+    # Rows a step left out are in the quarantine, with its reason.
+    ids = still_in(store, survivors(store, stage_runs), [step_runs[s.name] for s in CORPUS_STEPS if s.drops and s.name in step_runs])
     rows = {clip_id: {} for clip_id in ids}
     shard_columns = set(SHARD_SCHEMA.names)
     for run in stage_runs:

@@ -138,6 +138,14 @@ def survivors(store: PartitionStore, runs: list[PartitionRun]) -> list[str]:
     return sorted(set.intersection(*(set(i) for i in ids)))
 
 
+def still_in(store: PartitionStore, ids: list[str], runs_by_unit: Iterable[list[PartitionRun]]) -> list[str]:
+    """Of `ids`, those every one of these units' outputs holds (a step that drops rows left the others out)."""
+    for runs in runs_by_unit:
+        kept = read_unit_rows(store, runs, (), ids)
+        ids = [clip_id for clip_id in ids if clip_id in kept]
+    return ids
+
+
 def step_settings(step: type[CorpusStep], config: BuildConfig) -> dict:
     """The settings of the step's config section that its output depends on."""
     if step.config_section is None:
@@ -175,10 +183,7 @@ def step_rows(
     """The rows a step reads: the surviving clips of the given partitions, with the columns it declares."""
     rows: list[dict] = []
     for runs in stage_runs:
-        ids = survivors(store, runs)
-        for unit in inputs:  # a row an earlier step left out (or has not got) is not this step's row
-            kept = read_unit_rows(store, inputs[unit], (), ids)
-            ids = [clip_id for clip_id in ids if clip_id in kept]
+        ids = still_in(store, survivors(store, runs), inputs.values())  # not the rows an earlier step left out
         merged = {clip_id: {"clip_id": clip_id} for clip_id in ids}
         by_unit = {run.stage: [run] for run in runs} | inputs
         for unit, columns in step.reads.items():

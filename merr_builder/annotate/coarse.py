@@ -12,8 +12,6 @@ from merr_builder.faces.expression import MATCH_MIN, NO_MOVEMENT, prototype_scor
 from merr_builder.facs import AU_NAMES
 from merr_builder.speech.tone import NO_SPEECH
 
-# A given label agrees with the face when its prototype is matched at the peak.
-AGREEMENT_MIN = MATCH_MIN
 NO_SUBTITLE = "(nothing)"
 
 
@@ -72,7 +70,7 @@ def resolve_label(row: dict) -> tuple[str | None, str]:
         if row["label"] == "neutral":
             return row["label"], f"{row.get('label_source')} (neutral: no AU prototype to check)"
         score = prototype_scores([aus[au] for au in AU_NAMES]).get(row["label"], 0.0)
-        verdict = "agrees with" if score >= AGREEMENT_MIN else "disagrees with"
+        verdict = "agrees with" if score >= MATCH_MIN else "disagrees with"  # its prototype is matched at the peak
         return row["label"], f"{row.get('label_source')} ({verdict} the AU evidence, score {score:.2f})"
     if row.get("pseudo_label"):
         if row.get("au_match") is False:

@@ -12,7 +12,10 @@ the coarse step checks it against the AU evidence and the fine step leaves out t
 from __future__ import annotations
 
 from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
+from merr_builder.faces.expression import nearest_miss
+from merr_builder.facs import AU_NAMES
 from merr_builder.quarantine import ErrorKind, QuarantineRecord, StageResult
+
 
 def _scores(row: dict) -> str:
     scores = dict(row.get("prototype_scores") or {})
@@ -22,14 +25,14 @@ def _scores(row: dict) -> str:
 
 class AUFilterStep(StepDefaults):
     name = "au_filter"
-    version = "1"
+    version = "2"  # 2: the message says what the peak showed and what the nearest prototype lacks
     scope = "partition"
     drops = True  # later steps see only the clips it keeps
     config_section = "annotate"
     settings = ("au_filter", "require_label_agreement")
     reads = {
         "ingest": ("source_path", "label"),
-        "faces": ("au_match", "pseudo_label", "prototype_scores", "classifier_label", "label_agreement"),
+        "faces": ("aus_peak", "au_match", "pseudo_label", "prototype_scores", "classifier_label", "label_agreement"),
     }
     writes: tuple[str, ...] = ()
     output_schema = output_schema(name, writes)
@@ -56,7 +59,9 @@ class AUFilterStep(StepDefaults):
         if row.get("label"):
             return None
         if self.config.au_filter and row.get("au_match") is False:
-            return ErrorKind.NO_AU_MATCH, f"the peak frame's AUs match no label's prototype (best: {_scores(row) or 'none'})"
+            aus = row.get("aus_peak")
+            evidence = f"; {nearest_miss([aus[au] for au in AU_NAMES])}" if aus else ""
+            return ErrorKind.NO_AU_MATCH, f"the peak frame's AUs match no label's prototype (best: {_scores(row) or 'none'}{evidence})"
         if self.config.require_label_agreement and row.get("label_agreement") is False:
             return ErrorKind.LABEL_DISAGREEMENT, (
                 f"AU pseudo-label {row.get('pseudo_label')} but the expression classifier says "

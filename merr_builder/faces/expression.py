@@ -68,6 +68,20 @@ def prototype_scores(aus) -> dict[str, float]:  # type: ignore[no-untyped-def]
     return scores
 
 
+def nearest_miss(aus) -> str:
+    """For a peak that matches no prototype: the AUs present and what the nearest prototype (most core
+    groups present) lacks, e.g. "present: AU01 1.8, AU26 1.2; nearest: surprise, lacks AU02"."""
+    value = dict(zip(AU_NAMES, (float(v) for v in aus)))
+    shown = ", ".join(f"{au} {value[au]:.1f}" for au in present_aus(np.asarray(aus, dtype=np.float64))) or "none"
+
+    def lacking(label: str) -> list[tuple[str, ...]]:
+        return [g for g in EMOTION_PROTOTYPES[label].core if max(value[au] for au in g) < AU_PRESENCE_THRESHOLD]
+
+    nearest = min(EMOTION_PROTOTYPES, key=lambda label: len(lacking(label)) / len(EMOTION_PROTOTYPES[label].core))
+    missing = " and ".join(" or ".join(group) for group in lacking(nearest)) or "nothing (a contradicting AU)"
+    return f"present: {shown}; nearest: {nearest}, lacks {missing}"
+
+
 def pseudo_label(aus) -> PseudoLabel:  # type: ignore[no-untyped-def]
     """The MERR label whose AU prototype the peak AUs match best; neutral when none is matched."""
     scores = prototype_scores(aus)

@@ -18,7 +18,7 @@ from merr_builder.config import BuildConfig, FacesConfig, MediaConfig
 from merr_builder.faces.expression import describe_expression, pseudo_label
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
 from merr_builder.faces.baseline import person_baseline, relative
-from merr_builder.faces.classifier import ExpressionClassifier, classifier_label
+from merr_builder.faces.classifier import INPUT_SIDE, ExpressionClassifier, classifier_label
 from merr_builder.faces.peak import au_weights, best_positions, frame_scores, held_scores, hold_frames
 from merr_builder.faces.protocol import AUExtractor, Face, FrameFaces
 from merr_builder.faces.tracking import (
@@ -223,11 +223,11 @@ class FaceAnalyser:
         resized = cv2.resize(rgb, (full_w, full_h), interpolation=cv2.INTER_AREA) if full_w != frame_w else rgb
         aus = relative(peak.face.aus.astype(np.float64), baseline)
         label = pseudo_label(aus)
-        expression = self.classifier.scores(aligned_face(rgb, peak.face, 200, margin=1.0)) if self.classifier else None
+        expression = self.classifier.scores(aligned_face(rgb, peak.face, INPUT_SIDE, margin=1.0)) if self.classifier else None
         second = classifier_label(expression) if expression else None
         return {
             "clip_id": clip.clip_id,
-            "n_faces": max(people, main.n_faces),
+            "n_faces": people,
             "face_frames_share": n_with_face / len(coarse),
             "face_choice": main.reason,
             "face_backend": self.extractor.name,

@@ -44,3 +44,12 @@ def test_agreement_with_the_classifier_can_be_required(tmp_path):
     kinds = {q.clip_id: q.error_kind for q in result.quarantined}
     assert kinds == {"b": ErrorKind.NO_AU_MATCH, "d": ErrorKind.LABEL_DISAGREEMENT}
     assert "classifier says fear" in next(q.message for q in result.quarantined if q.clip_id == "d")
+
+
+def test_the_message_says_what_the_peak_showed_and_what_the_nearest_prototype_lacks(tmp_path):
+    from merr_builder.facs import AU_NAMES
+
+    aus = dict.fromkeys(AU_NAMES, 0.0) | {"AU01": 1.8, "AU02": 1.4}  # raised brows, no wide eyes or open jaw
+    row = dict(ROWS[1], aus_peak=aus)
+    [dropped] = AUFilterStep.from_config(load_config(None, [])).run([row], StepContext(BuildLayout(tmp_path))).quarantined
+    assert "present: AU01 1.8, AU02 1.4; nearest: surprise, lacks AU05 or AU26" in dropped.message
