@@ -20,33 +20,28 @@ def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTran
     from faster_whisper import WhisperModel
 
     class WhisperModelSharingEncoder(WhisperModel):
-        """WhisperModel that encodes a clip's first 30 s window once, not twice.
+        """WhisperModel that encodes a window once, however often it is decoded.
 
         faster-whisper 1.2 detects the language on one encoding of the first window and then, to decode,
         encodes that window again: on MERR's short clips (one window each) that second pass is a third of
-        all ASR time. Here language detection reads the window exactly as decoding will (`generate_segments`
-        drops the last mel frame), and `encode` hands back the kept encoding when that same window comes.
+        all ASR time, and the English translation of the same window (`speech.whisper_english`) would be a
+        third. Here language detection reads the window exactly as decoding will (`generate_segments`
+        drops the last mel frame), and `encode` hands back the last encoding when the same window comes.
         """
 
-        _kept: tuple[np.ndarray, object] | None = None  # (window, its encoding) from language detection
-        _detecting = False
+        _kept: tuple[np.ndarray, object] | None = None  # (the last window encoded, its encoding)
 
         def detect_language(self, audio=None, features=None, **kwargs):  # type: ignore[no-untyped-def]
             if features is not None and features.shape[-1] > 1:  # (VAD can leave a single frame)
                 features = features[..., :-1]  # the content frames, as generate_segments reads them
-            self._detecting = True
-            try:
-                return super().detect_language(audio=audio, features=features, **kwargs)
-            finally:
-                self._detecting = False
+            return super().detect_language(audio=audio, features=features, **kwargs)
 
         def encode(self, features: np.ndarray):  # type: ignore[no-untyped-def]
-            kept, self._kept = self._kept, None  # reused at most once
-            if not self._detecting and kept is not None and np.array_equal(kept[0], features):
+            kept = self._kept
+            if kept is not None and kept[0].shape == features.shape and np.array_equal(kept[0], features):
                 return kept[1]
             encoded = super().encode(features)
-            if self._detecting:
-                self._kept = (features.copy(), encoded)
+            self._kept = (features.copy(), encoded)  # one window's encoding: about 3 MB for Whisper base
             return encoded
 
     return WhisperModelSharingEncoder

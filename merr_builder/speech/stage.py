@@ -23,14 +23,14 @@ from merr_builder.speech.tone import egemaps, pace
 from merr_builder.speech.windows import WindowedMean, WindowedTranscript, audio_windows
 from merr_builder.stage import PartitionBatch
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
 def guess_language(text: str) -> str | None:
     """Language of a sidecar text by its script: 'zh' for mostly CJK, 'en' for mostly Latin letters.
     A guess for sidecars only (ASR reports its own)."""
-    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    cjk, latin = len(CJK.findall(text)), len(_LATIN.findall(text))
     if cjk == latin == 0:
         return None
     return "zh" if cjk > latin else "en"
@@ -74,16 +74,22 @@ class SpeechAnalyser:
     def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
         sidecar = self.sidecar_for(clip)  # an undecodable sidecar is this clip's error
         asr: Transcript | None = None
+        english: Transcript | None = None
         features: list[float] | None = None
         if audio is not None:  # streamed in windows: ASR and eGeMAPS hold one window at a time
             task = "translate" if self.config.translate else "transcribe"
             transcript = WindowedTranscript(self.asr, self.config.language, task) if self.asr is not None else None
+            translation = self._translation(sidecar)
             functionals = WindowedMean(_egemaps_values, AUDIO_SAMPLE_RATE)
             for offset, samples in audio_windows(audio.blocks(), AUDIO_SAMPLE_RATE):
                 if transcript is not None:
                     transcript.add(offset / AUDIO_SAMPLE_RATE, samples)
+                    language = transcript.decided_language
+                    if translation is not None and language is not None and language != "en":
+                        translation.add(offset / AUDIO_SAMPLE_RATE, samples, language)  # the same encoding, decoded again
                 functionals.add(samples)
             asr, features = (transcript.result() if transcript is not None else None), functionals.result()
+            english = translation.result() if translation is not None else None
         has_speech = bool(asr is not None and asr.text.strip())
         rate, pause_ratio, span = pace(asr.words) if asr is not None else (None, None, 0.0)
         row = {
@@ -94,9 +100,19 @@ class SpeechAnalyser:
             "speech_span_s": span,
             "egemaps": features,
             **self._asr_columns(asr),
+            "asr_english": english.text if english is not None else None,
             **self._transcript(clip, audio, sidecar, asr),
         }
         return row
+
+    def _translation(self, sidecar: Sidecar | None) -> WindowedTranscript | None:
+        """Whisper's English translation of the windows whose speech is not English, where it is wanted:
+        not when ASR already translates, nor when an English sidecar is the transcript."""
+        if self.asr is None or not self.config.whisper_english or self.config.translate:
+            return None
+        if sidecar is not None and guess_language(sidecar.text) == "en":
+            return None
+        return WindowedTranscript(self.asr, None, "translate")
 
     def _asr_columns(self, asr: Transcript | None) -> dict:
         if asr is None:
@@ -150,7 +166,7 @@ class SpeechStage:
     """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
 
     name = "speech"
-    version = "3"  # 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows
+    version = "4"  # 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
     config_section = "speech"
     output_schema = SPEECH_SCHEMA
 

@@ -80,15 +80,24 @@ class WindowedTranscript:
     _segments: list[Segment] = field(default_factory=list)
     _decided: Transcript | None = None
 
-    def add(self, offset_s: float, samples: np.ndarray) -> None:
-        language = self.language or (self._decided.language if self._decided else None)
-        part = self.asr.transcribe(samples, language, self.task)
+    @property
+    def decided_language(self) -> str | None:
+        """The forced language, or the one the first window with speech decided (None before)."""
+        return self.language or (self._decided.language if self._decided else None)
+
+    def add(self, offset_s: float, samples: np.ndarray, language: str | None = None) -> None:
+        """Transcribe one window; `language` forces this window's language (a translation of a window
+        whose language the transcription decided)."""
+        part = self.asr.transcribe(samples, language or self.decided_language, self.task)
         self._parts.append(part)
         self._segments += [_shifted(s, offset_s) for s in part.segments]
         if self._decided is None and part.text.strip():
             self._decided = part
 
-    def result(self) -> Transcript:
+    def result(self) -> Transcript | None:
+        """The joined transcript; None when no window was added."""
+        if not self._parts:
+            return None
         if len(self._parts) == 1:
             return self._parts[0]
         decided = self._decided or self._parts[0]
