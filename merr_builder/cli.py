@@ -131,7 +131,7 @@ def annotate(
     ] = None,
     llm_model: Annotated[str | None, typer.Option(help="the model name, when --llm is a server URL")] = None,
     overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="override an annotate setting: annotate.field=value")
+        list[str] | None, typer.Option("--set", help="override an annotate or translate setting: annotate.field=value")
     ] = None,
 ) -> None:
     """Run the pipeline again from the stored stage outputs with other annotate.* settings (no decoding, no face
@@ -149,7 +149,7 @@ def annotate(
     from merr_builder.lock import BuildLockedError
 
     try:
-        summary = rerun_build(from_, choice + list(overrides or []), ("annotate",), "merr annotate", console)
+        summary = rerun_build(from_, choice + list(overrides or []), ("annotate", "translate"), "merr annotate", console)
     except (ConfigError, RerunError, BuildLockedError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -118,7 +118,10 @@ class SpeechConfig(_Section):
     openai_model: str = Field("base", description="openai-whisper model name (already downloaded) or checkpoint")
     openai_download_root: Path | None = Field(None, description="where openai-whisper's named models lie")
     language: str | None = Field(None, description="ISO 639-1 code to force (MER2023: zh); None: detect")
-    translate: bool = Field(False, description="transcribe into English (MERR's subtitles are English)")
+    translate: bool = Field(False, description="transcribe into English only (the transcript in its own language is lost)")
+    whisper_english: bool = Field(
+        True, description="where the speech is not English, also decode Whisper's English translation (translate.backend whisper)"
+    )
     vad: bool = Field(True, description="voice-activity detection before ASR")
     beam_size: int = Field(5, ge=1, le=10, description="5: Whisper's default; 1 (greedy) is about 10 % faster")
     temperature_fallback: bool = Field(
@@ -149,13 +152,19 @@ class AnnotateConfig(_Section):
     model_dir: Path | None = Field(None, description="a local Hugging Face causal LM folder (transformers)")
     server_url: str | None = Field(None, description="an OpenAI-compatible server's base URL, e.g. http://host:8000/v1 (openai)")
     server_model: str | None = Field(None, description="the model name the server knows (openai)")
-    concurrency: int = Field(16, ge=1, description="requests in flight at once (openai)")
+    concurrency: int = Field(
+        256, ge=1, le=4096, description="requests in flight at once (openai): a batching server (vLLM, SGLang) needs hundreds to fill a GPU"
+    )
     timeout_s: float = Field(120.0, gt=0, description="per request (openai)")
     max_retries: int = Field(4, ge=0, description="retries with exponential backoff on connection errors, 429 and 5xx (openai)")
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="prompts per batch (transformers, smollm2); auto: 16 on the CPU, on a GPU what the free memory holds (up to 256)"
     )
-    max_new_tokens: int = Field(160, ge=8, le=4096)
+    max_new_tokens: int = Field(
+        256, ge=8, le=4096,
+        description="length limit of one fine answer; an answer that reaches it keeps its full sentences. 256 tokens hold "
+        "about 190 words (1.35 tokens a word on the paper's example), near the 200 words the trainer keeps of a target",
+    )
     temperature: float = Field(0.0, ge=0, le=2, description="0: greedy")
     neutral_fraction: float = Field(0.1, ge=0, le=1, description="neutral samples added, as a share of the others")
     seed: int = 0
@@ -177,6 +186,17 @@ class AnnotateConfig(_Section):
         if self.objective_backend == "openai" and not (self.objective_server_url and self.objective_server_model):
             raise ValueError("objective_backend openai needs objective_server_url and objective_server_model")
         return self
+
+
+class TranslateConfig(_Section):
+    """English beside the source: `transcript_en` for every clip (MERR's subtitles are English)."""
+
+    backend: Literal["whisper", "llm", "none"] = Field(
+        "whisper",
+        description="whisper: the ASR model's own translation (speech.whisper_english); llm: the annotate LLM "
+        "(annotate.fine_backend) translates the transcript, far better with an 8B instruct model; none: English transcripts only",
+    )
+    max_new_tokens: int = Field(192, ge=16, le=2048, description="length limit of one translation (llm)")
 
 
 class EncodeConfig(_Section):
@@ -230,11 +250,20 @@ class BuildConfig(_Section):
     media: MediaConfig = MediaConfig()
     faces: FacesConfig = FacesConfig()
     speech: SpeechConfig = SpeechConfig()
+    translate: TranslateConfig = TranslateConfig()
     annotate: AnnotateConfig = AnnotateConfig()
     encode: EncodeConfig = EncodeConfig()
     shards: ShardConfig = ShardConfig()
     split: SplitConfig = SplitConfig()
     run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _translator_there(self) -> "BuildConfig":
+        if self.translate.backend == "llm" and self.annotate.fine_backend == "none":
+            raise ValueError("translate.backend llm translates with the annotate LLM; annotate.fine_backend is none")
+        if self.translate.backend == "whisper" and not self.speech.whisper_english and not self.speech.translate:
+            raise ValueError("translate.backend whisper needs speech.whisper_english (or choose llm or none)")
+        return self
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@
 2. Corpus steps, run over the rows that came through every stage (`merr_builder.corpus.base.CorpusStep`),
    per partition or once over the build where they must see every row:
 
-   tone → objective → au_filter → coarse → fine → encoders → split
+   tone → translate → objective → au_filter → coarse → fine → encoders → split
 
 3. Publishing (`merr_builder.publish`): shards → quarantine → manifest → data card and gallery.
 
@@ -38,6 +38,7 @@ from merr_builder.corpus.fine import FineStep
 from merr_builder.corpus.objective import ObjectiveStep
 from merr_builder.corpus.split import SplitStep
 from merr_builder.corpus.tone import ToneStep
+from merr_builder.corpus.translate import TranslateStep
 from merr_builder.faces.stage import FacesStage
 from merr_builder.ingest import IngestStage
 from merr_builder.media import MediaStage
@@ -57,6 +58,7 @@ STAGES: tuple[type[Stage], ...] = (
 # 2. Corpus steps, in order: each reads only the stages and the steps before it.
 CORPUS_STEPS: tuple[type[CorpusStep], ...] = (
     ToneStep,  # build-wide: tone words relative to the build's statistics
+    TranslateStep,  # build-wide: transcript_en, the English the captions quote (original, Whisper's, or the LLM's)
     ObjectiveStep,  # what the peak frame shows (measured facts, or a VLM)
     AUFilterStep,  # the paper's AU filter: unlabelled clips whose peak matches no AU prototype leave
     CoarseStep,  # the paper's template caption; the label (given and checked, or AU pseudo-label)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES, EMOTION_PROTOTYPES, EXPRESSION_CLASSES
 
-SCHEMA_VERSION = "1.5.0"  # 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
+SCHEMA_VERSION = "1.6.0"  # 1.6: transcript_en, transcript_en_source; 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -144,6 +144,7 @@ SPEECH_SCHEMA = _schema(
         _field("asr_compression_ratio", pa.float32(), "highest gzip compression ratio of a segment (repetition)"),
         _field("asr_segments", pa.list_(SEGMENT_STRUCT), "segments with times"),
         _field("asr_words", pa.list_(WORD_STRUCT), "words with times and probabilities"),
+        _field("asr_english", pa.string(), "the ASR model's English translation where the speech is not English (speech.whisper_english)"),
     ],
 )
 
@@ -170,6 +171,8 @@ SHARD_SCHEMA = _schema(
         _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG (temporal encoders)"),
         _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each frame in frames_jpeg"),
         *[_nullable(f) for f in SPEECH_FIELDS],
+        _field("transcript_en", pa.string(), "the transcript in English (what captions and prompts quote unless transcript_flags doubt it)"),
+        _field("transcript_en_source", pa.string(), "original (already English), whisper:<asr backend> or llm:<model>"),
         _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style"),
         _field("visual_objective_description", pa.string(), "what the scene shows (VLM or measured facts)"),
         _field("audio_tone_description", pa.string(), "tone phrases relative to the corpus"),

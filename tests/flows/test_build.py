@@ -156,6 +156,7 @@ def test_mer2023_layout_builds_end_to_end_with_the_offline_llm(mer2023_sample, t
     assert summary.rows == 4
     assert rows.transcript.to_dict() == expected.to_dict()  # the sidecar CSV wins over ASR
     assert rows.transcript_source.str.startswith("sidecar:").all()
+    assert rows.transcript_en.to_dict() == expected.to_dict() and (rows.transcript_en_source == "original").all()  # already English
     assert rows.has_speech.all() and rows.audio_tone_description.str.len().gt(0).all()
     assert rows.egemaps.map(len).eq(88).all()
     for clip_id, row in rows.iterrows():  # the coarse caption holds each clue the stages measured
