@@ -32,14 +32,15 @@ VIDEO_SLOT, FEATURE_SLOT = "<VideoHere>", "<FeatureHere>"
 assert set(MERR_LABELS) == {w.strip(" .") for w in EMOTION_INSTRUCTIONS[0].split(":")[1].split(",")}
 
 
-def instruction(task: str, sentence: str | None, rng: random.Random, with_slots: bool = True) -> str:
-    """The per-sample instruction, `[INST]`-free: the model's chat wrapper adds that.
+def instruction(task: str, sentence: str, rng: random.Random, with_slots: bool = True) -> str:
+    """The per-sample instruction, `[INST]`-free: the model's chat wrapper adds that. `sentence` is the
+    row's `speech.subtitle.spoken_sentence`: the CSV sentence the original loader formats the same way.
 
     `with_slots=False` leaves out the `<video><VideoHere></video> <feature><FeatureHere></feature>` prefix
     (exports whose consumer places its own media tokens).
     """
     pool, _ = TASKS[task]
-    says = f"The person in video says: {sentence or ''}. "
+    says = f"The person in video says: {sentence}. "
     body = f"{says}[{task}] {rng.choice(pool)}"
     return f"<video>{VIDEO_SLOT}</video> <feature>{FEATURE_SLOT}</feature> {body}" if with_slots else body
 

@@ -7,12 +7,17 @@ the label's AU-prototype score at the peak, and the outcome is recorded in `labe
 
 from __future__ import annotations
 
-from merr_builder.annotate.prompts import COARSE_TEMPLATE
+from merr_builder.annotate.prompts import (
+    COARSE_EXPRESSION_ONLY,
+    COARSE_SILENT,
+    COARSE_TEMPLATE,
+    COARSE_TONELESS,
+    COARSE_UNQUOTED,
+)
 from merr_builder.faces.expression import MATCH_MIN, NO_MOVEMENT, prototype_scores
 from merr_builder.facs import AU_NAMES
+from merr_builder.speech.subtitle import quotable, speaks
 from merr_builder.speech.tone import NO_SPEECH
-
-NO_SUBTITLE = "(nothing)"
 
 
 def _position(box: dict[str, float]) -> str:
@@ -49,15 +54,24 @@ def objective_description(row: dict) -> str:
     return f"{people}, seen {_position(box)} in {_framing(box)}{_gaze(row.get('head_pose_peak'))}"
 
 
+def _in_sentence(phrases: str) -> str:
+    """MERR's capitalised AU phrases ("Eyes widened, Wide-mouthed") as words inside a sentence."""
+    return ", ".join(p[:1].lower() + p[1:] if not p[1:2].isupper() else p for p in phrases.split(", "))
+
+
 def coarse_caption(row: dict) -> str:
-    expression = row.get("visual_expression_description") or NO_MOVEMENT
-    tone = row.get("audio_tone_description") or NO_SPEECH
-    subtitle = (row.get("transcript") or "").strip() or NO_SUBTITLE
-    return COARSE_TEMPLATE.format(
+    """The paper's template sentence; its own forms where a clip is silent or its words are not quoted."""
+    words = quotable(row)
+    heard = (row.get("audio_tone_description") or NO_SPEECH) != NO_SPEECH
+    if words:
+        template = COARSE_TEMPLATE if heard else COARSE_TONELESS
+    else:
+        template = COARSE_UNQUOTED if heard else COARSE_EXPRESSION_ONLY if speaks(row) else COARSE_SILENT
+    return template.format(
         visual_objective_description=row.get("visual_objective_description") or objective_description(row),
-        visual_expression_description=expression[0].lower() + expression[1:],
-        audio_tone_description=tone,
-        subtitle=subtitle,
+        visual_expression_description=_in_sentence(row.get("visual_expression_description") or NO_MOVEMENT),
+        audio_tone_description=row.get("audio_tone_description"),
+        subtitle=words,
     )
 
 

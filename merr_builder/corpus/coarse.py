@@ -8,13 +8,14 @@ from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
 class CoarseStep(StepDefaults):  # no settings: the template and the agreement rule are code (annotate/)
     name = "coarse"
-    version = "2"  # 2: prototypes with core AUs; the AU filter before it
+    version = "3"  # 2: prototypes with core AUs; the AU filter before it; 3: English quoted, doubtful speech not
     scope = "partition"
     reads = {
         "ingest": ("label", "label_source"),
         "faces": ("aus_peak", "visual_expression_description", "pseudo_label", "pseudo_label_score", "au_match"),
-        "speech": ("transcript",),
+        "speech": ("transcript", "transcript_flags"),
         "tone": ("audio_tone_description",),
+        "translate": ("transcript_en",),
         "objective": ("visual_objective_description",),
     }
     writes = ("coarse_caption", "label", "label_source")

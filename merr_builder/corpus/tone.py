@@ -15,7 +15,7 @@ def tone_cues(speech_row: dict) -> dict[str, float | None] | None:
 
 class ToneStep(StepDefaults):
     name = "tone"
-    version = "1"
+    version = "2"  # 2: "moderate" before a lone clause ("the person's tone is moderate, with long pauses")
     scope = "build"  # the words compare each clip with the build's own statistics
     reads = {"speech": ("has_speech", "egemaps", "speech_rate", "pause_ratio")}
     writes = ("audio_tone_description",)

@@ -8,7 +8,9 @@ transcription_en_all.csv, MERR_coarse_grained.{txt,json}, MERR_fine_grained.{txt
   the original's 4th column (a predicted valence) is not made by this recipe and is left out.
 - `MERR_coarse_grained.json`: {name: {"caption": coarse caption, ...clues}}; `MERR_fine_grained.json`:
   {name: {"smp_reason_caption": fine caption, ...}} for clips whose fine caption was kept.
-- `transcription_en_all.csv`: `name,sentence` for every exported clip (empty where nobody speaks).
+- `transcription_en_all.csv`: `name,sentence` for every exported clip: English words, or the documented
+  text for a clip without speech ("nothing") or whose words are doubtful ("[unclear speech]"), as
+  `speech.subtitle` defines them; never empty, so pandas never reads a NaN the prompt would quote.
 - `video/<name>.mp4`: links to the source clips (the trainer's global encoder reads a frame of it).
 - `peak_frames/<name>.jpg`: the emotional peak frame, which the paper's global encoder was meant to see
   (the released code takes the first frame instead).
@@ -28,12 +30,13 @@ import numpy as np
 
 from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows
 from merr_builder.facs import AU_PRESENCE_THRESHOLD
+from merr_builder.speech import subtitle
 
 # Emotion-LLaMA feature folder → the shard column holding that encoder's 1024-d clip feature.
 FEATURE_FOLDERS = {"mae_340_UTT": "feat_face", "maeV_399_UTT": "feat_video", "HL-UTT": "feat_audio"}
 FEATURE_DIM = 1024
 TEXT_COLUMNS = [
-    "source_path", "duration_s", "fps", "coarse_caption", "fine_caption", "fine_status", "transcript", "pseudo_label",
+    "source_path", "duration_s", "fps", "coarse_caption", "fine_caption", "fine_status", *subtitle.COLUMNS, "pseudo_label",
     "visual_objective_description", "visual_expression_description", "audio_tone_description", "peak_frame_index", "aus_peak",
 ]  # fmt: skip
 
@@ -68,7 +71,7 @@ def export_emotion_llama(out_dir: Path, to: Path) -> EmotionLlamaExport:
         with (folder / "transcription_en_all.csv").open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["name", "sentence"])
-            writer.writerows([r["clip_id"], r["transcript"] or ""] for r in coarse)
+            writer.writerows([r["clip_id"], subtitle.spoken_sentence(r)] for r in coarse)
         (folder / "video").mkdir()
         (folder / "peak_frames").mkdir()
         for r in coarse:
@@ -114,12 +117,12 @@ def _coarse_record(row: dict) -> dict:
         "visual_prior_list": row["visual_expression_description"],
         "visual_objective": row["visual_objective_description"],
         "audio_prior_list": row["audio_tone_description"],
-        "text": row["transcript"] or "",
+        "text": subtitle.spoken_sentence(row),
     }
 
 
 def _fine_record(row: dict) -> dict:
-    return {"smp_reason_caption": row["fine_caption"], "caption": row["coarse_caption"], "label": row["label"], "text": row["transcript"] or ""}
+    return {"smp_reason_caption": row["fine_caption"], "caption": row["coarse_caption"], "label": row["label"], "text": subtitle.spoken_sentence(row)}
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -28,6 +28,7 @@ from merr_builder.atomic import write_bytes_atomic
 from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows
 from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio
 from merr_builder.quarantine import ClipError
+from merr_builder.speech import subtitle
 from merr_builder.tasks import TASKS, instruction, target
 
 
@@ -45,7 +46,7 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
     if unknown:
         raise ExportError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
     to = Path(to).absolute()
-    rows, unlabelled = labelled_rows(out_dir, ["source_path", "transcript", "coarse_caption", "fine_caption", "peak_frame_jpeg", "has_audio"])
+    rows, unlabelled = labelled_rows(out_dir, ["source_path", *subtitle.COLUMNS, "coarse_caption", "fine_caption", "peak_frame_jpeg", "has_audio"])
     rng = random.Random(seed)
     media_name = f"{to.stem}_media"
     samples: list[dict] = []
@@ -71,7 +72,7 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
                 tokens += "<audio>"
                 extra["audios"] = [f"{media_name}/audios/{row['clip_id']}.wav"]
             for task, answer in answers.items():
-                human = tokens + instruction(task, row["transcript"], rng, with_slots=False)
+                human = tokens + instruction(task, subtitle.spoken_sentence(row), rng, with_slots=False)
                 conversation = [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
                 samples.append({"conversations": conversation, **extra, "clip_id": row["clip_id"], "task": task})
                 by_task[task] += 1

@@ -36,6 +36,7 @@ TONE_PHRASES: dict[str, tuple[str | None, str | None]] = {
 }
 CUES = tuple(TONE_PHRASES)
 EVEN = "even and moderate"
+MODERATE = "moderate"  # loudness and pitch neither high nor low, said before a clause about pace or intonation
 
 
 @lru_cache(maxsize=1)
@@ -126,5 +127,6 @@ def describe_tone(cues: dict[str, float | None] | None, stats: CorpusStats) -> s
         return EVEN
     adjectives = [p for p in phrases if " " not in p]  # "loud", "high-pitched": join with "and"
     clauses = [p for p in phrases if " " in p]
-    head = " and ".join(adjectives)
-    return ", ".join([head, *clauses] if head else clauses)
+    # The words follow "the person's tone is": a clause alone ("with long pauses") needs an adjective first.
+    head = " and ".join(adjectives) or MODERATE
+    return ", ".join([head, *clauses])

@@ -20,10 +20,11 @@ import torch
 
 from merr_builder.layout import BuildLayout
 from merr_builder.shards import read_shard_rows
+from merr_builder.speech import subtitle
 from merr_builder.tasks import TASKS, instruction, target
 from merr_builder.trainer.features import FeatureScaler, columns_of
 
-TEXT_COLUMNS = ["clip_id", "label", "transcript", "coarse_caption", "fine_caption", "split"]
+TEXT_COLUMNS = ["clip_id", "label", *subtitle.COLUMNS, "coarse_caption", "fine_caption", "split"]
 
 
 @dataclass
@@ -58,7 +59,7 @@ def samples_of(row: dict, tasks: list[str], scaler: FeatureScaler, rng: random.R
         answer = target(task, row)
         if answer is None:
             continue
-        out.append(Sample(row["clip_id"], task, instruction(task, row["transcript"], rng), answer, features, row["label"]))
+        out.append(Sample(row["clip_id"], task, instruction(task, subtitle.spoken_sentence(row), rng), answer, features, row["label"]))
     return out
 
 

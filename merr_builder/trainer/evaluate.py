@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from merr_builder.labels import MERR_LABELS, UnknownLabelError, normalize_label
+from merr_builder.speech.subtitle import spoken_sentence
 from merr_builder.tasks import instruction
 from merr_builder.trainer.data import Sample, read_rows, samples_of
 
@@ -124,10 +125,10 @@ def infer(clip: Path, checkpoint: Path, build_overrides: list[str] = (), max_new
         row = read_rows([Path(tmp) / "out"], list(scaler.stats), None)[0]
     rng = random.Random(0)
     features = {stream: scaler.transform(row, stream) for stream in scaler.stats}
-    questions = [Sample(row["clip_id"], task, instruction(task, row["transcript"], rng), None, features, None) for task in ("emotion", "reason")]
+    questions = [Sample(row["clip_id"], task, instruction(task, spoken_sentence(row), rng), None, features, None) for task in ("emotion", "reason")]
     answer_emotion, answer_reason = model.generate(questions, max_new_tokens)
     return {"clip": str(clip), "label": parse_label(answer_emotion), "emotion_answer": answer_emotion, "reasoning": answer_reason,
-            "transcript": row["transcript"]}  # fmt: skip
+            "transcript": row["transcript"], "transcript_en": row["transcript_en"]}  # fmt: skip
 
 
 def _device() -> str:

@@ -20,18 +20,36 @@ def test_the_template_is_the_papers_sentence():
         "visual_objective_description": "talking to a man, possibly discussing something important",
         "visual_expression_description": "Eyes widened, Wide-mouthed",
         "audio_tone_description": "excited",
-        "transcript": "Oh my.",
+        "transcript": "哦，天哪。",
+        "transcript_en": "Oh my.",
+        "transcript_flags": [],
     }
+    # (The paper prints "eyes widened, Wide-mouthed": the AU phrases joined as written; here each is a word
+    # inside the sentence.)
     assert coarse_caption(row) == (
         "This person in the video is talking to a man, possibly discussing something important. "
-        "The person's expression and actions include eyes widened, Wide-mouthed, and the person's tone is "
+        "The person's expression and actions include eyes widened, wide-mouthed, and the person's tone is "
         "excited. Saying: Oh my."
     )
 
 
 def test_missing_clues_are_said_plainly_never_invented():
-    caption = coarse_caption({"visual_objective_description": "alone in the frame"})
-    assert "no clear facial movement" in caption and "no audible speech" in caption and caption.endswith("(nothing)")
+    caption = coarse_caption({"visual_objective_description": "alone in the frame", "transcript": ""})
+    assert caption == ("This person in the video is alone in the frame. The person's expression and actions include no clear "
+                       "facial movement, and the person does not speak.")
+
+
+def test_doubtful_or_untranslated_words_are_not_quoted():
+    row = {"visual_objective_description": "alone in the frame", "visual_expression_description": "Lips parted",
+           "audio_tone_description": "loud", "transcript": "아니 아니 아니 아니", "transcript_en": "No, no, no, no",
+           "transcript_flags": ["repetition", "low_language_probability"]}  # fmt: skip
+    caption = coarse_caption(row)
+    assert caption.endswith("include lips parted, and the person's tone is loud.") and "Saying" not in caption
+    untranslated = {**row, "transcript": "我不进去了", "transcript_en": None, "transcript_flags": []}
+    assert coarse_caption(untranslated) == caption
+    no_asr = {**untranslated, "audio_tone_description": "no audible speech"}  # a sidecar's words, ASR off
+    assert coarse_caption(no_asr).endswith("include lips parted.")
+    assert coarse_caption({**no_asr, "transcript_en": "I'm not going in."}).endswith("include lips parted. Saying: I'm not going in.")
 
 
 @pytest.mark.parametrize(

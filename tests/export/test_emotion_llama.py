@@ -16,6 +16,7 @@ import pytest
 from merr_builder.finished_build import ExportError
 from merr_builder.export.emotion_llama import FEATURE_FOLDERS, export_emotion_llama
 from merr_builder.shards import shard_name
+from merr_builder.speech.subtitle import spoken_sentence
 
 # The original's label index, in its own order (not merr_builder's), to read the files as it does.
 ORIGINAL_EMOS = ["neutral", "angry", "happy", "sad", "worried", "surprise", "fear", "contempt", "doubt"]
@@ -56,7 +57,7 @@ def test_the_export_has_every_file_with_one_line_per_kept_clip(sample_build, tmp
         row = shards.loc[sample["name"]]
         assert ORIGINAL_EMOS[sample["emotion"]] == row.label
         assert sample["frames"] == round(row.duration_s * row.fps) and sample["frame_ok"]
-        assert (pd.isna(sample["sentence"]) and not row.transcript) or sample["sentence"] == row.transcript
+        assert sample["sentence"] == spoken_sentence(row.to_dict())  # English, or the plain words for no speech
     for sample in coarse:
         assert sample["answer"] == shards.loc[sample["name"]].coarse_caption
         assert (folder / "peak_frames" / f"{sample['name']}.jpg").read_bytes() == shards.loc[sample["name"]].peak_frame_jpeg

@@ -14,6 +14,7 @@ import pytest
 from merr_builder.finished_build import ExportError
 from merr_builder.media import decode_audio
 from merr_builder.export.sharegpt import export_sharegpt
+from merr_builder.speech.subtitle import spoken_sentence
 from merr_builder.tasks import EMOTION_INSTRUCTIONS, REASON_INSTRUCTIONS, normalise_target
 
 
@@ -55,7 +56,7 @@ def test_the_export_validates_as_llamafactory_sharegpt(sample_build, tmp_path):
             row = shards.loc[clip_id]
             human, answer = sample["conversations"][0]["value"], sample["conversations"][1]["value"]
             assert answer == normalise_target(row[column])
-            assert f"The person in video says: {row.transcript or ''}. [{task}] " in human
+            assert f"The person in video says: {spoken_sentence(row.to_dict())}. [{task}] " in human
             assert any(human.endswith(instruction) for instruction in pool)
             assert sample["videos"] == [row.source_path]
             assert (tmp_path / sample["images"][0]).read_bytes() == row.peak_frame_jpeg
