@@ -10,53 +10,69 @@ import re
 from difflib import SequenceMatcher
 
 from merr_builder.annotate.llm.protocol import Completion
-from merr_builder.labels import MERR_LABELS, label_spellings
+from merr_builder.labels import LABEL_WORDS, OPPOSITE_KIND
 
 KEPT = "kept"
 MIN_WORDS = 12  # shorter answers do not reason
 NEAR_DUPLICATE = 0.9  # difflib ratio at which two answers are the same answer
 
-# Words that name an emotion as the person's (a label or one of its spellings).
-_LABEL_WORDS = {label: label_spellings(label) for label in MERR_LABELS}
-_EXTRA_WORDS = {"happy": {"joyful", "delighted"}, "sad": {"sorrowful", "upset"}, "angry": {"furious", "annoyed"},
-                "fear": {"scared", "frightened"}, "surprise": {"surprised", "astonished"}}  # fmt: skip
-_ASSERTION = re.compile(r"\b(?:feels?|feeling|is|seems?|appears?|looks?|expresses|shows?)\s+((?:\w+\s+){0,2}\w+)", re.I)
+_WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”")  # the person's own words: quoted, not stated of them
+# A word is negated when one of these comes at most NEGATION_REACH words before it ("shows no sign of anger").
+_NEGATORS = frozenset({"not", "no", "never", "without", "nor", "neither", "hardly", "lack", "absence", "rather",
+                       "instead", "free", "devoid", "nothing"})  # fmt: skip
+NEGATION_REACH = 4
+# A full sentence ends with . ! or ? (and a closing quote or bracket), then space or the end.
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
 
 
-def _words_for(label: str) -> set[str]:
-    return _LABEL_WORDS[label] | _EXTRA_WORDS.get(label, set())
+def _negated(words: list[str], position: int) -> bool:
+    before = words[max(0, position - NEGATION_REACH) : position]
+    return any(w in _NEGATORS or w.endswith("n't") for w in before)
 
 
-def asserted_labels(text: str) -> set[str]:
-    """MERR labels the text asserts of the person ("she feels sad", "he is clearly angry")."""
-    found = set()
-    for match in _ASSERTION.finditer(text):
-        for word in match.group(1).lower().split():  # the verb's next three words ("feels very sad")
-            found |= {label for label in MERR_LABELS if word in _words_for(label)}
-    return found
+def stated_labels(text: str) -> set[str]:
+    """Labels the text states of the person, in any word of their lexicon (labels.LABEL_WORDS), leaving out
+    words in quotes (what the person says) and negated words ("no sign of anger")."""
+    words = _WORD.findall(_QUOTED.sub(" ", text.lower()))
+    return {label for i, w in enumerate(words) for label, lexicon in LABEL_WORDS.items() if w in lexicon and not _negated(words, i)}
 
 
 def _sentences(text: str) -> list[str]:
     return [s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
-def check_answer(completion: Completion, label: str) -> str:
-    """KEPT, or the reason the answer is rejected."""
+def full_sentences(text: str) -> str:
+    """The text up to its last full sentence ("" when it has none): an answer cut at the token limit
+    ends where its last sentence did."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()].strip() if ends else ""
+
+
+def check_answer(completion: Completion, label: str) -> tuple[str, str | None]:
+    """(KEPT, the caption) or (the reason the answer is rejected, None).
+
+    An answer cut at the token limit keeps its full sentences when they still reason; a caption never
+    ends mid-sentence."""
     text = completion.text.strip()
     if not text:
-        return "rejected: empty answer"
+        return "rejected: empty answer", None
     if completion.finish_reason == "length":
-        return "rejected: truncated at the token limit"
+        text = full_sentences(text)
+        if len(text.split()) < MIN_WORDS:
+            return "rejected: truncated at the token limit (no full sentences that reason)", None
     if len(text.split()) < MIN_WORDS:
-        return "rejected: too short to reason"
+        return "rejected: too short to reason", None
     sentences = _sentences(text)
     if len(sentences) != len(set(sentences)):
-        return "rejected: repeats a sentence"
-    others = asserted_labels(text) - {label}
-    mentions_label = any(re.search(rf"\b{re.escape(w)}\b", text, re.I) for w in _words_for(label))
-    if others and not mentions_label:
-        return f"rejected: asserts {', '.join(sorted(others))} instead of {label}"
-    return KEPT
+        return "rejected: repeats a sentence", None
+    stated = stated_labels(text)
+    opposite = sorted(stated & set(OPPOSITE_KIND[label]))
+    if opposite:
+        return f"rejected: states {', '.join(opposite)}, the opposite kind of {label}", None
+    if label not in stated:
+        return f"rejected: does not state {label} (nor a word of its lexicon)", None
+    return KEPT, text
 
 
 def _normal(text: str) -> str:

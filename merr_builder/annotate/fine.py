@@ -11,7 +11,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from merr_builder.annotate.checks import KEPT, NearDuplicates, check_answer
+from merr_builder.annotate.checks import NearDuplicates, check_answer
 from merr_builder.annotate.llm.cache import cached_answers
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings, LLMBackend
 from merr_builder.annotate.prompts import FINE_QUESTION, FINE_SYSTEM
@@ -80,24 +80,23 @@ def select(rows: list[dict], config: AnnotateConfig) -> dict[str, str | None]:
 
 def fine_annotations(
     rows: list[dict], llm: LLMBackend | None, config: AnnotateConfig, cache_path: Path
-) -> dict[str, tuple[str | None, str]]:
-    """clip_id → (fine_caption or None, fine_status) for every row (clip_id, coarse_caption, label, label_source)."""
+) -> dict[str, tuple[str | None, str, bool | None]]:
+    """clip_id → (fine_caption or None, fine_status, whether the answer reached the token limit; None
+    where nothing was generated) for every row (clip_id, coarse_caption, label, label_source)."""
     if llm is None:
-        return {row["clip_id"]: (None, "not generated: no LLM backend (annotate.fine_backend none)") for row in rows}
+        return {row["clip_id"]: (None, "not generated: no LLM backend (annotate.fine_backend none)", None) for row in rows}
     status = select(rows, config)
     todo = [row for row in sorted(rows, key=lambda r: r["clip_id"]) if status[row["clip_id"]] is None]
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=r["coarse_caption"], label=r["label"])) for r in todo]
     answers = cached_answers(requests, llm, settings, cache_path)
-    out: dict[str, tuple[str | None, str]] = {r["clip_id"]: (None, s) for r in rows if (s := status[r["clip_id"]])}
+    out: dict[str, tuple[str | None, str, bool | None]] = {r["clip_id"]: (None, s, None) for r in rows if (s := status[r["clip_id"]])}
     kept = NearDuplicates()
     for row, answer in zip(todo, answers):
-        verdict = check_answer(answer, row["label"])  # type: ignore[arg-type]
-        if verdict == KEPT and (twin := kept.twin(answer.text)) is not None:  # type: ignore[union-attr]
-            verdict = f"rejected: near-duplicate of {twin}"
-        if verdict == KEPT:
-            kept.add(row["clip_id"], answer.text)  # type: ignore[union-attr]
-            out[row["clip_id"]] = (answer.text, KEPT)  # type: ignore[union-attr]
-        else:
-            out[row["clip_id"]] = (None, verdict)
+        verdict, caption = check_answer(answer, row["label"])
+        if caption is not None and (twin := kept.twin(caption)) is not None:
+            verdict, caption = f"rejected: near-duplicate of {twin}", None
+        if caption is not None:
+            kept.add(row["clip_id"], caption)
+        out[row["clip_id"]] = (caption, verdict, answer.finish_reason == "length")
     return out

@@ -8,19 +8,23 @@ whose answer was stored.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from merr_builder.annotate.fine import fine_annotations, llm_model_id, make_llm
 from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
+
+ANSWER_CUT = "fine_answer_cut"  # private column: the answer reached max_new_tokens (null: none generated); the card counts them
 
 
 class FineStep(StepDefaults):
     name = "fine"
-    version = "1"
+    version = "2"  # 2: answers cut at the limit keep their full sentences; the label lexicon check
     scope = "build"
     config_section = "annotate"
     settings = ("fine_backend", "model_dir", "server_url", "server_model", "max_new_tokens", "temperature", "neutral_fraction", "seed")
     reads = {"coarse": ("coarse_caption", "label", "label_source")}
     writes = ("fine_caption", "fine_status")
-    output_schema = output_schema(name, writes)
+    output_schema = output_schema(name, writes, (pa.field(ANSWER_CUT, pa.bool_()),))
 
     def __init__(self, config) -> None:
         self.config = config.annotate
@@ -41,4 +45,4 @@ class FineStep(StepDefaults):
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         fine = fine_annotations(rows, self.llm, self.config, context.layout.llm_cache)
-        return [{"clip_id": r["clip_id"], "fine_caption": fine[r["clip_id"]][0], "fine_status": fine[r["clip_id"]][1]} for r in rows]
+        return [dict(zip(("clip_id", *self.writes, ANSWER_CUT), (r["clip_id"], *fine[r["clip_id"]]))) for r in rows]

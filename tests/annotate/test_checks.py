@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from merr_builder.annotate.checks import KEPT, NearDuplicates, asserted_labels, check_answer
+from merr_builder.annotate.checks import KEPT, NearDuplicates, check_answer, full_sentences, stated_labels
 from merr_builder.annotate.fine import fine_annotations, select
 from merr_builder.annotate.llm.protocol import Completion
 from merr_builder.config import AnnotateConfig
@@ -20,22 +22,66 @@ def done(text: str, reason: str = "stop") -> Completion:
     [
         (done(GOOD), "surprise", KEPT),
         (done(""), "surprise", "rejected: empty answer"),
-        (done(GOOD, "length"), "surprise", "rejected: truncated at the token limit"),
+        (done(GOOD.removesuffix("."), "length"), "surprise", "rejected: truncated at the token limit (no full sentences that reason)"),
         (done("She is surprised."), "surprise", "rejected: too short to reason"),
-        (done("She feels very sad because her phone is lost and nobody will help her find it at all. " * 1), "surprise",
-         "rejected: asserts sad instead of surprise"),
+        (done("She feels very sad because her phone is lost and nobody will help her find it at all."), "surprise",
+         "rejected: does not state surprise (nor a word of its lexicon)"),
         (done("The tone is flat and the face is still. The tone is flat and the face is still. It means surprise here."),
          "surprise", "rejected: repeats a sentence"),
     ],
 )
 def test_answers_are_kept_or_rejected_with_a_reason(completion, label, verdict):
-    assert check_answer(completion, label) == verdict
+    assert check_answer(completion, label)[0] == verdict
 
 
-def test_a_label_mentioned_alongside_others_is_not_a_contradiction():
-    text = "She seems afraid at first, but her widened eyes and open mouth show surprise at the sudden news."
-    assert asserted_labels(text) == {"fear", "surprise"}
-    assert check_answer(done(text), "surprise") == KEPT
+# Answers of the kind SmolLM2-135M gave on the sample build for a clip labelled happy (issue 18).
+HAPPY_KEPT = (
+    "The person in the video smiles broadly, her cheeks raised and her lip corners pulled up, and she speaks in a "
+    "bright, lively voice. These clues point to happiness: she is pleased with the news she shares."
+)
+HAPPY_UNHAPPINESS = (
+    "The person's raised cheeks and pulled lip corners suggest a smile, but the flat tone reveals a sense of "
+    "unhappiness. She may feel happy on the surface while hiding her real feelings."
+)
+HAPPY_DISTRESS = (
+    "The person in the video is experiencing emotional distress. Her lips are stretched and her tone is loud, which "
+    "shows how happy she pretends to be while she struggles inside."
+)
+HAPPY_CUT = (
+    "The person in the video smiles broadly and her cheeks are raised, which shows that she feels happy about the "
+    "news. Her bright tone adds to this impression, and the words she says"
+)
+HAPPY_REPEATING = (
+    "The person smiles and her cheeks are raised, so she feels happy. The person smiles and her cheeks are raised, "
+    "so she feels happy. Her tone is bright."
+)
+
+
+@pytest.mark.parametrize(
+    ("completion", "verdict"),
+    [
+        (done(HAPPY_KEPT), KEPT),
+        (done(HAPPY_UNHAPPINESS), "rejected: states sad, the opposite kind of happy"),
+        (done(HAPPY_DISTRESS), "rejected: states sad, worried, the opposite kind of happy"),
+        (done("She smiles broadly. Her cheeks are raised, her tone is bright, and the words she says about the", "length"),
+         "rejected: truncated at the token limit (no full sentences that reason)"),
+        (done(HAPPY_REPEATING), "rejected: repeats a sentence"),
+    ],
+)
+def test_a_happy_answer_must_state_happiness_and_no_unpleasant_emotion(completion, verdict):
+    assert check_answer(completion, "happy")[0] == verdict
+
+
+def test_an_answer_cut_at_the_limit_keeps_its_full_sentences():
+    verdict, caption = check_answer(done(HAPPY_CUT, "length"), "happy")
+    assert verdict == KEPT and caption == HAPPY_CUT.split(". Her bright")[0] + "."
+    assert full_sentences('She said "Oh my!" and smiled. Then she') == 'She said "Oh my!" and smiled.'
+
+
+def test_negated_and_quoted_emotion_words_are_not_stated_of_the_person():
+    text = 'She shows no sign of anger and does not seem sad; she laughs and says "I am so worried" in jest, clearly joyful.'
+    assert stated_labels(text) == {"happy"}
+    assert check_answer(done(text), "happy") == (KEPT, text)
 
 
 def test_near_duplicates_name_the_earliest_kept_clip():
@@ -62,5 +108,41 @@ def test_selection_skips_disagreeing_labels_and_tops_up_neutral():
 def test_without_a_backend_every_row_says_why(tmp_path):
     rows = [{"clip_id": "a", "coarse_caption": "x", "label": "happy", "label_source": "s"}]
     assert fine_annotations(rows, None, AnnotateConfig(fine_backend="none"), tmp_path / "c.sqlite") == {
-        "a": (None, "not generated: no LLM backend (annotate.fine_backend none)")
+        "a": (None, "not generated: no LLM backend (annotate.fine_backend none)", None)
     }
+
+
+def test_the_same_answers_over_http_end_in_the_same_status_through_the_fine_step(tmp_path):
+    """The happy answers above, returned by a small OpenAI-compatible server on loopback, through the fine
+    step as a build runs it (config → backend → answer cache → checks)."""
+    from serving import scripted_chat_server
+
+    from merr_builder.config import load_config
+    from merr_builder.corpus.base import StepContext
+    from merr_builder.corpus.fine import FineStep
+    from merr_builder.layout import BuildLayout
+
+    answers = {
+        "c_kept": (HAPPY_KEPT, "stop"),
+        "c_unhappiness": (HAPPY_UNHAPPINESS, "stop"),
+        "c_distress": (HAPPY_DISTRESS, "stop"),
+        "c_cut_back": (HAPPY_CUT, "length"),
+        "c_cut": ("She smiles broadly. Her cheeks are raised, her tone is bright, and the words she says about the", "length"),
+        "c_repeating": (HAPPY_REPEATING, "stop"),
+    }
+
+    def answer(messages: list[dict]) -> tuple[str, str]:
+        clip = re.search(r"\[(c_\w+)\]", messages[-1]["content"]).group(1)
+        return answers[clip]
+
+    rows = [{"clip_id": c, "coarse_caption": f"The person smiles [{c}].", "label": "happy", "label_source": "labels.csv"} for c in answers]
+    with scripted_chat_server(answer) as url:
+        config = load_config(None, ["annotate.fine_backend=openai", f"annotate.server_url={url}", "annotate.server_model=scripted"])
+        out = FineStep.from_config(config).run(rows, StepContext(BuildLayout(tmp_path)))
+    statuses = {r["clip_id"]: r["fine_status"] for r in out}
+    direct = {c: check_answer(done(text, finish), "happy")[0] for c, (text, finish) in answers.items()}
+    assert statuses == direct
+    assert statuses["c_kept"] == statuses["c_cut_back"] == KEPT and statuses["c_cut"].startswith("rejected: truncated")
+    captions = {r["clip_id"]: r["fine_caption"] for r in out}
+    assert captions["c_cut_back"] == HAPPY_CUT.split(". Her bright")[0] + "." and captions["c_kept"] == HAPPY_KEPT
+    assert {r["clip_id"]: r["fine_answer_cut"] for r in out}["c_cut_back"] is True

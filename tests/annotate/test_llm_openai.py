@@ -2,7 +2,7 @@
 started by the test on a loopback port (no mocked HTTP)."""
 
 import pytest
-from serving import free_port, transformers_serve
+from serving import free_port, requests_received, transformers_serve
 
 from merr_builder.annotate.fine import fine_annotations, make_llm
 from merr_builder.annotate.llm.openai_server import LLMServerError, OpenAIServerLLM
@@ -13,10 +13,11 @@ from merr_builder.config import ConfigError, load_config
 
 
 @pytest.fixture(scope="module")
-def llm_server():
+def llm_server(tmp_path_factory):
     model = str(smollm2_dir())
-    with transformers_serve(smollm2_dir()) as url:
-        yield url, model
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with transformers_serve(smollm2_dir(), log) as url:
+        yield url, model, log
 
 
 def _requests() -> list[ChatRequest]:
@@ -30,7 +31,7 @@ def _requests() -> list[ChatRequest]:
 
 
 def test_concurrent_answers_come_back_in_the_callers_order(llm_server):
-    url, model = llm_server
+    url, model, _ = llm_server
     settings = GenerationSettings(max_new_tokens=24)
     together = OpenAIServerLLM(url, model, concurrency=3).generate(_requests(), settings)
     one_by_one = OpenAIServerLLM(url, model, concurrency=1)
@@ -41,7 +42,7 @@ def test_concurrent_answers_come_back_in_the_callers_order(llm_server):
 
 
 def test_the_fine_step_runs_through_the_server_from_the_config(llm_server, tmp_path):
-    url, model = llm_server
+    url, model, _ = llm_server
     config = load_config(None, ["annotate.fine_backend=openai", f"annotate.server_url={url}", f"annotate.server_model={model}",
                                 "annotate.max_new_tokens=48"]).annotate  # fmt: skip
     llm = make_llm(config)
@@ -50,7 +51,7 @@ def test_the_fine_step_runs_through_the_server_from_the_config(llm_server, tmp_p
             for i, (r, lab) in enumerate(zip(_requests(), ["happy", "angry", "surprise"]))]  # fmt: skip
     result = fine_annotations(rows, llm, config, tmp_path / "llm.sqlite")
     assert set(result) == {"c0", "c1", "c2"}
-    for caption, status in result.values():  # every answer was checked: kept with its text, or rejected with a reason
+    for caption, status, _ in result.values():  # every answer was checked: kept with its text, or rejected with a reason
         assert (status == "kept" and caption) or (status.startswith("rejected") and caption is None)
 
 
@@ -63,3 +64,24 @@ def test_an_unreachable_server_is_a_clear_error():
 def test_the_openai_backend_needs_a_server_and_a_model():
     with pytest.raises(ConfigError, match="server_url and server_model"):
         load_config(None, ["annotate.fine_backend=openai", "annotate.server_url=http://127.0.0.1:9/v1"])
+
+
+def test_the_default_concurrency_gives_a_batching_server_more_than_16_requests_at_once(llm_server):
+    """The fine step's default (annotate.concurrency) against a real `transformers serve`: by the time the first
+    answer comes back, the server has received more requests than the old default of 16 allowed in flight."""
+    url, model, log = llm_server
+    config = load_config(None, ["annotate.fine_backend=openai", f"annotate.server_url={url}", f"annotate.server_model={model}"]).annotate
+    assert config.concurrency >= 256
+    llm = make_llm(config)
+    before = requests_received(log)
+    captions = [f"The person in clip {i} smiles and speaks brightly. Saying: hello number {i}." for i in range(40)]
+    requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=c, label="happy")) for c in captions]
+    in_flight_at_first_answer = []
+
+    def first(index, completion):  # noqa: ARG001
+        if not in_flight_at_first_answer:
+            in_flight_at_first_answer.append(requests_received(log) - before)
+
+    answers = llm.generate(requests, GenerationSettings(max_new_tokens=16), on_answer=first)
+    assert len(answers) == 40 and all(a.text for a in answers)
+    assert in_flight_at_first_answer[0] > 16, in_flight_at_first_answer
