@@ -21,20 +21,21 @@ from merr_builder.layout import BuildLayout
 from merr_builder.ingest import IngestStage
 from merr_builder.media import MediaStage
 from merr_builder.shards import read_build_rows
+from merr_builder.speech import subtitle
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data_cards"
 PER_LABEL = 6  # clips shown per label in the gallery
 CARD_COLUMNS = ["clip_id", "label", "label_source", "n_faces", "coarse_caption", "fine_caption", "fine_status",
                 "duration_s", "aus_peak", "transcript_language", "split", "au_series", "label_agreement",
-                "classifier_label", "pseudo_label"]  # fmt: skip
-GALLERY_COLUMNS = CARD_COLUMNS + ["peak_frame_jpeg", "peak_face_jpeg", "transcript", "audio_tone_description"]
+                "classifier_label", "pseudo_label", *subtitle.COLUMNS, "transcript_en_source"]  # fmt: skip
+GALLERY_COLUMNS = CARD_COLUMNS + ["peak_frame_jpeg", "peak_face_jpeg", "audio_tone_description"]
 DEPARTURES = (
     "Faces in wide shots are found with MediaPipe's full-range detector, tracked, and the main person chosen by presence, "
     "size and mouth movement during speech; the original took one face per clip.",
     "The audio tone description comes from eGeMAPS functionals, speech rate and pauses, phrased relative to this build's "
     "own statistics; the authors used Qwen-Audio.",
     "Transcripts come from a sidecar when given (MER2023's `transcription_en_all.csv`), else from Whisper base "
-    "(faster-whisper); MERR's subtitles are English translations, so check `transcript_language`.",
+    "(faster-whisper); the English that captions quote is `transcript_en` (see Subtitles).",
     "The fine-grained reasoning is written by the configured LLM backend (see Models); the paper used LLaMA-3-8B-Instruct.",
     "The peak frame is kept for the global visual encoder (and exported as `peak_frames/`); the released trainer reads the "
     "clip's first frame instead.",
@@ -175,9 +176,28 @@ OBJECTIVE_DEPARTURE = {
 }
 
 
+def subtitles(rows: list[dict]) -> dict:
+    """What the build's captions quote: English by source, doubtful transcripts by flag, clips without speech."""
+    doubtful = [r for r in rows if subtitle.speaks(r) and subtitle.doubtful(r)]
+    return {
+        "english": Counter((r["transcript_en_source"] or "").split(":")[0] for r in rows if subtitle.quotable(r)).most_common(),
+        "doubtful": len(doubtful),
+        "flags": Counter(f for r in doubtful for f in r["transcript_flags"] if f in subtitle.DOUBTFUL_FLAGS).most_common(),
+        "untranslated": sum(1 for r in rows if subtitle.speaks(r) and not subtitle.doubtful(r) and not subtitle.quotable(r)),
+        "silent": sum(1 for r in rows if not subtitle.speaks(r)),
+    }
+
+
+def dataset_languages(rows: list[dict]) -> list[str]:
+    """English (every caption), and the languages of the transcripts no flag doubts: a language that only a
+    doubtful transcript has (Whisper's guess of Korean for a Mandarin clip) is not one of the dataset's."""
+    spoken = {r["transcript_language"] for r in rows if r["transcript_language"] and subtitle.speaks(r) and not subtitle.doubtful(r)}
+    return sorted(spoken | ({"en"} if rows else set()))
+
+
 def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict:
     durations = sorted(r["duration_s"] for r in rows)
-    languages = sorted({r["transcript_language"] for r in rows if r["transcript_language"]})
+    languages = dataset_languages(rows)
     n = len(rows)
     stage_rank = {s: i for i, s in enumerate(manifest.get("stages", {}))}  # (the manifest lists the units in pipeline order)
     by_stage = Counter((q["stage"], q["error_kind"]) for q in quarantine)
@@ -204,6 +224,10 @@ def card_facts(manifest: dict, rows: list[dict], quarantine: list[dict]) -> dict
         "packages": sorted(packages.items()),
         "departures": (OBJECTIVE_DEPARTURE[objective_backend(manifest)], *settings_departures(manifest.get("config", {})), *DEPARTURES),
         "au_presence": _au_presence(manifest, rows),
+        "subtitles": subtitles(rows),
+        "translation": (manifest.get("annotation") or {}).get("translation", {"backend": "none"}),
+        "fine_answers": (manifest.get("annotation") or {}).get("fine_answers") or {},
+        "default_llm": (manifest.get("annotation") or {}).get("fine", {}).get("backend") == "smollm2",
         "classifier_agreement": classifier_agreement(rows),
     }
 
@@ -298,6 +322,7 @@ def render_gallery(out_dir: Path, manifest: dict, quarantine: list[dict]) -> str
         for row in table.to_pylist():
             row["frame_src"], row["face_src"] = _data_uri(row.pop("peak_frame_jpeg")), _data_uri(row.pop("peak_face_jpeg"))
             row["au_bars"] = _au_bars(row["aus_peak"])
+            row["says"] = subtitle.spoken_sentence(row)
             detail[row["clip_id"]] = row
     order = [label for label in (*MERR_LABELS, "unlabelled") if label in groups]
     return _environment().get_template("gallery.html.j2").render(

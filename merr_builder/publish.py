@@ -24,9 +24,15 @@ import pyarrow.parquet as pq
 
 from merr_builder import __version__
 from merr_builder.annotate.objective import MEASURED
-from merr_builder.annotate.prompts import COARSE_TEMPLATE_VERSION, FINE_PROMPT_VERSION, OBJECTIVE_PROMPT_VERSION
+from merr_builder.annotate.prompts import (
+    COARSE_TEMPLATE_VERSION,
+    FINE_PROMPT_VERSION,
+    OBJECTIVE_PROMPT_VERSION,
+    TRANSLATE_PROMPT_VERSION,
+)
 from merr_builder.atomic import atomic_path
 from merr_builder.config import BuildConfig, config_as_json
+from merr_builder.corpus.fine import ANSWER_CUT
 from merr_builder.corpus.objective import SOURCE as OBJECTIVE_SOURCE
 from merr_builder.layout import BuildLayout, NotABuildError
 from merr_builder.pipeline import CORPUS_STEPS, STAGES, BuildSource, PipelineRuns, wants_gpu
@@ -179,6 +185,22 @@ def analysed_au_presence(layout: BuildLayout, runs: PipelineRuns) -> dict:
     return {"frames": frames, "present": dict(shares)}
 
 
+def fine_answers(layout: BuildLayout, config: BuildConfig, runs: PipelineRuns) -> dict:
+    """How the fine step's answers ended: generated, cut at the token limit, kept, kept after being cut back
+    to their last full sentence. The card reports the share cut; the length limit is judged on it."""
+    if "fine" not in runs.steps:
+        return {}
+    rows = read_unit_rows(PartitionStore(layout.root), runs.steps["fine"], ["fine_status", ANSWER_CUT]).values()
+    generated = [r for r in rows if r[ANSWER_CUT] is not None]
+    return {
+        "max_new_tokens": config.annotate.max_new_tokens,
+        "generated": len(generated),
+        "cut_at_limit": sum(r[ANSWER_CUT] for r in generated),
+        "kept": sum(r["fine_status"] == "kept" for r in generated),
+        "kept_cut_back": sum(r[ANSWER_CUT] and r["fine_status"] == "kept" for r in generated),
+    }
+
+
 def unit_records(config: BuildConfig, runs: PipelineRuns) -> dict[str, dict]:
     """Per stage and step, in pipeline order: what it is, how often it ran or was skipped, where, how long."""
     by_unit: dict[str, list[PartitionRun]] = {s.name: [chain[i] for chain in runs.partitions] for i, s in enumerate(STAGES)}
@@ -244,6 +266,9 @@ def publish(out_dir: Path, source: BuildSource, config: BuildConfig, runs: Pipel
             },
             "fine": fine,
             "settings": config_as_json(config)["annotate"],
+            "translation": {"backend": config.translate.backend,
+                            **({"prompt": TRANSLATE_PROMPT_VERSION} if "translate_llm" in models else {})},
+            "fine_answers": fine_answers(layout, config, runs),
         },
         "au_presence": analysed_au_presence(layout, runs),
         "publish_key": key,
