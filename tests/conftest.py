@@ -124,3 +124,42 @@ def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              num_conv_pos_embedding_groups=2, **small)).save_pretrained(root / "hubert")  # fmt: skip
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(root / "hubert")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_tower(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP vision tower (40 px, 8 px patches: 25 patch tokens, so 7 after the 4-to-1 merge
+    with zero padding), saved with its image processor as a local checkpoint, for the global stream."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    folder = tmp_path_factory.mktemp("tiny-tower")
+    torch.manual_seed(0)
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=40,
+                                     patch_size=8)).save_pretrained(folder)  # fmt: skip
+    CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 40, "width": 40}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_build_with_fine(tmp_path_factory: pytest.TempPathFactory, sample_build: Path) -> Path:
+    """The sample build with one kept fine caption: the offline 135M model's answers rarely pass the fine
+    checks (on these clips none does), so the exports of fine captions and stage 2 are tested on a copy
+    whose first captioned clip holds the answer a capable LLM gives, marked kept as the fine step marks it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("sample-build-fine")
+    (root / "input").symlink_to(sample_build.parent / "input")  # the inputs stay beside the build, as there
+    folder = root / "out"
+    shutil.copytree(sample_build, folder, symlinks=True)
+    for shard in sorted((folder / "shards").glob("*.parquet")):
+        rows = pq.read_table(shard).to_pylist()
+        for row in rows:
+            if row["coarse_caption"] and row["label"]:
+                row["fine_caption"] = (f"The person's face, voice and words fit together: the expression at the peak and the "
+                                       f"tone both point to one state, so the person in the video feels {row['label']}.")  # fmt: skip
+                row["fine_status"] = "kept"
+                break
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
+    return folder
