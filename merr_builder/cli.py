@@ -165,13 +165,15 @@ app.add_typer(export_app, name="export")
 def export_emotion_llama_command(
     out: Annotated[Path, typer.Argument(help="a finished build folder")],
     to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
+    drop_missing: Annotated[bool, typer.Option(help="leave out clips that lack an encoder feature (else: refused, clips named)")] = False,
+    copy_videos: Annotated[bool, typer.Option(help="copy the clips into video/ (default: relative links)")] = False,
 ) -> None:
     """The files the original Emotion-LLaMA trainer reads: MERR_*_grained.txt/.json, transcripts, videos, features."""
     from merr_builder.export.emotion_llama import export_emotion_llama
     from merr_builder.finished_build import ExportError
 
     try:
-        result = export_emotion_llama(out, to)
+        result = export_emotion_llama(out, to, drop_missing, copy_videos)
     except ExportError as exc:
         console.print(f"[red]export error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -187,18 +189,41 @@ def export_sharegpt_command(
     tasks: Annotated[str, typer.Option(help="comma-separated: emotion, reason, reason_v2")] = "emotion,reason,reason_v2",
     name: Annotated[str, typer.Option(help="the dataset's name in dataset_info.json")] = "merr",
     seed: Annotated[int, typer.Option(help="seed of the instruction choice")] = 0,
+    modalities: Annotated[str, typer.Option(help="comma-separated: image (peak frame), video (the clip), audio (16 kHz WAV)")] = "image,video,audio",
+    copy_videos: Annotated[bool, typer.Option(help="copy the clips (default: relative links)")] = False,
 ) -> None:
     """Conversation samples for LLaMA-Factory (ShareGPT format with images, videos and audios)."""
     from merr_builder.export.sharegpt import export_sharegpt
     from merr_builder.finished_build import ExportError
 
+    split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())
     try:
-        result = export_sharegpt(out, to, tuple(t.strip() for t in tasks.split(",") if t.strip()), seed, name)
+        result = export_sharegpt(out, to, split(tasks), seed, name, split(modalities), copy_videos)
     except ExportError as exc:
         console.print(f"[red]export error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     per_task = ", ".join(f"{task} {n}" for task, n in result.by_task.items())
     console.print(f"wrote {result.file}: {result.samples} samples from {result.clips} clips ({per_task}); registered as '{name}'")
+
+
+@export_app.command("hf")
+def export_hf_command(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint folder, or a run folder (its latest checkpoint)")],
+    to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
+    dtype: Annotated[str, typer.Option(help="weights dtype: float32, bfloat16 or float16")] = "float32",
+) -> None:
+    """A trained checkpoint as a Hugging Face model folder (LoRA merged) plus projectors.safetensors and emotion_llama.json."""
+    from merr_builder.trainer.hf_export import export_hf
+
+    if dtype not in ("float32", "bfloat16", "float16"):
+        console.print(f"[red]error:[/red] dtype {dtype!r}: choose float32, bfloat16 or float16")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        result = export_hf(checkpoint, to, dtype)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"wrote {result.folder}: {result.parameters / 1e6:.1f} M parameters (LoRA merged), projectors for {', '.join(result.streams)}")
 
 
 @app.command()
@@ -217,9 +242,10 @@ def card(out: Annotated[Path, typer.Argument(help="a finished build folder")]) -
 @app.command()
 def encode(
     out: Annotated[Path, typer.Argument(help="a finished build folder (its shards are rewritten with the features)")],
-    image_encoder: Annotated[Path | None, typer.Option(help="local image model (ViT, CLIP, MAE, …) for the peak face → feat_face")] = None,
+    image_encoder: Annotated[Path | None, typer.Option(help="local image model (ViT, CLIP, MAE, …) for the face over the clip → feat_face")] = None,
     video_encoder: Annotated[Path | None, typer.Option(help="local VideoMAE model for the K frames → feat_video")] = None,
     audio_encoder: Annotated[Path | None, typer.Option(help="local HuBERT / wav2vec 2.0 model for the audio → feat_audio")] = None,
+    vision_tower: Annotated[Path | None, typer.Option(help="local vision model (CLIP, SigLIP, ViT): the peak frame's patch tokens → vision_patches")] = None,
     batch_size: int = 16,
 ) -> None:
     """Pooled features from real encoders (local checkpoints), for the trainer and the Emotion-LLaMA export: the
@@ -230,17 +256,18 @@ def encode(
     from merr_builder.rerun import RerunError
     from merr_builder.shards import read_build_rows
 
-    if not (image_encoder or video_encoder or audio_encoder):
-        console.print("[red]error:[/red] name at least one encoder (--image-encoder, --video-encoder, --audio-encoder)")
+    if not (image_encoder or video_encoder or audio_encoder or vision_tower):
+        console.print("[red]error:[/red] name at least one encoder (--image-encoder, --video-encoder, --audio-encoder, --vision-tower)")
         raise typer.Exit(EXIT_BAD_INPUT)
     settings = _flag_overrides(**{"encode.image_encoder": image_encoder, "encode.video_encoder": video_encoder,
-                                  "encode.audio_encoder": audio_encoder, "encode.batch_size": batch_size})  # fmt: skip
+                                  "encode.audio_encoder": audio_encoder, "encode.vision_tower": vision_tower,
+                                  "encode.batch_size": batch_size})  # fmt: skip
     try:
         summary = rerun_build(out, settings, ("encode",), "merr encode", console)
     except (ConfigError, RerunError, BuildLockedError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    features = ["feat_face", "feat_video", "feat_audio"]
+    features = ["feat_face", "feat_video", "feat_audio", "vision_patches"]
     rows = read_build_rows(out, ["clip_id", *features])
     filled = ", ".join(f"{column} {sum(r[column] is not None for r in rows)}" for column in features)
     console.print(f"encoded {summary.rows} rows ({filled} filled) in {out}")
@@ -267,22 +294,31 @@ def train(
 
 @app.command("eval")
 def evaluate_command(
-    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint folder, or a run folder (its latest checkpoint)")],
-    data: Annotated[list[Path], typer.Option(help="build folder(s) to evaluate on")],
     out: Annotated[Path, typer.Option(help="folder for metrics.json, predictions.jsonl, confusion.png")],
+    checkpoint: Annotated[Path | None, typer.Argument(help="a checkpoint folder, or a run folder (its latest checkpoint)")] = None,
+    data: Annotated[list[Path] | None, typer.Option(help="build folder(s) to evaluate on")] = None,
     split: Annotated[str, typer.Option(help="train, val, test, or all")] = "test",
+    protocol: Annotated[str, typer.Option(help="merr (nine labels, UAR/WAR) or emotion-llama (eval_emotion.py exactly)")] = "merr",
+    predictions: Annotated[Path | None, typer.Option(help="score this predictions.jsonl again instead of generating")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="default: the protocol's (merr 16, emotion-llama 500)")] = None,
     batch_size: int = 8,
 ) -> None:
-    """MER2023 protocol: last word of the emotion answer → label (unknown → neutral); accuracy, weighted F1, UAR, WAR."""
-    from merr_builder.trainer.evaluate import evaluate
+    """The `emotion` answer of every labelled clip, scored under a protocol (README: Evaluation protocols)."""
+    from merr_builder.trainer.evaluate import evaluate, protocol_named, read_predictions, score
 
     try:
-        result = evaluate(checkpoint, data, out, None if split == "all" else split, batch_size)
+        chosen = protocol_named(protocol)
+        if predictions is not None:
+            result = score(read_predictions(predictions), out, protocol, {"predictions": str(predictions)})
+        elif checkpoint is None or not data:
+            raise ValueError("name a checkpoint and --data, or --predictions FILE")
+        else:
+            result = evaluate(checkpoint, list(data), out, None if split == "all" else split, batch_size, protocol, max_new_tokens)
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    console.print(f"{result['samples']} clips: accuracy {result['accuracy']:.4f}, weighted F1 {result['weighted_f1']:.4f}, "
-                  f"UAR {result['uar']:.4f}, WAR {result['war']:.4f}; written to {out}")  # fmt: skip
+    numbers = ", ".join(f"{name.replace('_', ' ')} {result[name]:.4f}" for name in chosen.headline)
+    console.print(f"{result['samples']} clips, {chosen.name} protocol: {numbers}; written to {out}")
 
 
 @app.command()

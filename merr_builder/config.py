@@ -202,9 +202,10 @@ class TranslateConfig(_Section):
 class EncodeConfig(_Section):
     """Pooled features from local encoder checkpoints (the `encoders` step; `merr encode` sets these)."""
 
-    image_encoder: Path | None = Field(None, description="local image model (ViT, CLIP, MAE, …) on the peak face → feat_face")
+    image_encoder: Path | None = Field(None, description="local image model (ViT, CLIP, MAE, …) on the main face over the clip, averaged → feat_face")
     video_encoder: Path | None = Field(None, description="local VideoMAE model on the K frames → feat_video")
     audio_encoder: Path | None = Field(None, description="local HuBERT / wav2vec 2.0 model on the 16 kHz audio → feat_audio")
+    vision_tower: Path | None = Field(None, description="local vision model (CLIP, SigLIP, ViT): the peak frame's patch tokens → vision_patches (float16)")
     batch_size: int = Field(16, ge=1, description="rows per encoder call")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda where there is one")
 

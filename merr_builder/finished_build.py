@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:
     if unknown:
         raise ExportError(
             f"{len(unknown)} rows have a label outside the nine MERR labels ({', '.join(MERR_LABELS)}): "
-            f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}; fix the label file and run merr annotate"
+            f"{clip_list(unknown)}; fix the label file and run merr annotate"
         )
     labelled = [r for r in rows if r["label"] is not None]
     return labelled, len(rows) - len(labelled)
@@ -57,3 +58,18 @@ def fresh_folder(target: Path) -> Iterator[Path]:
     if target.exists():
         shutil.rmtree(target)
     temp.rename(target)
+
+
+def clip_list(items: list[str], most: int = 10) -> str:
+    """Clips named in an error: the first `most`, and how many more."""
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def link_or_copy(source: Path, path: Path, final_dir: Path, copy: bool) -> None:
+    """`path` → `source`: a copy, or a symlink relative to `final_dir` (the folder `path` will finally be
+    in), so an export moved together with its sources still resolves."""
+    if copy:
+        shutil.copyfile(source, path)
+    else:
+        os.symlink(os.path.relpath(Path(source).absolute(), Path(final_dir).absolute()), path)

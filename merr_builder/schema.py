@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES, EMOTION_PROTOTYPES, EXPRESSION_CLASSES
 
-SCHEMA_VERSION = "1.6.0"  # 1.6: transcript_en, transcript_en_source; 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
+SCHEMA_VERSION = "1.7.0"  # 1.7: vision_patches (merr encode --vision-tower), the main face's box in au_series; 1.6: transcript_en, transcript_en_source; 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -28,10 +28,13 @@ def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
 
 # One AU intensity per FACS action unit, OpenFace 0-5 scale; null where no face was measured.
 AU_STRUCT = pa.struct([pa.field(au, pa.float32()) for au in AU_NAMES])
+BOX_STRUCT = pa.struct([pa.field(k, pa.float32()) for k in ("x", "y", "w", "h")])
 AU_FRAME_STRUCT = pa.struct(
     [pa.field("frame_index", pa.int32()), pa.field("time_s", pa.float32())]
     + [pa.field(au, pa.float32()) for au in AU_NAMES]
+    + [pa.field("box", BOX_STRUCT)]  # the main face's box, as fractions of the frame (null where absent)
 )
+VISION_PATCHES_STRUCT = pa.struct([pa.field("tokens", pa.int32()), pa.field("width", pa.int32()), pa.field("float16", pa.binary())])
 
 # --- stage outputs (OUT/stages/<stage>/part-*.parquet) -------------------------------------------
 
@@ -69,7 +72,6 @@ MEDIA_SCHEMA = _schema(
     ],
 )
 
-BOX_STRUCT = pa.struct([pa.field(k, pa.float32()) for k in ("x", "y", "w", "h")])
 POSE_STRUCT = pa.struct([pa.field(k, pa.float32()) for k in ("yaw", "pitch", "roll")])
 FACE_STATS_DIM = 3 * len(AU_NAMES) + 2 * len(BLENDSHAPE_NAMES)
 _FACE_STATS_DOC = (
@@ -96,7 +98,7 @@ FACE_FIELDS = [
     _field("aus_peak", AU_STRUCT, "AU intensities (0-5) of the main face at the peak, above its resting face", False),
     _field("au_baseline", AU_STRUCT, "the main face's resting face: what was taken off every AU (faces/baseline.py)", False),
     _field("blendshapes_peak", pa.list_(pa.float32()), "52 MediaPipe blendshape scores at the peak (BLENDSHAPE_NAMES)"),
-    _field("au_series", pa.list_(AU_FRAME_STRUCT), "per sampled frame: index, time, main face's AUs (null if absent)", False),
+    _field("au_series", pa.list_(AU_FRAME_STRUCT), "per sampled frame: index, time, the main face's AUs and box (null if absent)", False),
     _field("face_stats", pa.list_(pa.float32()), _FACE_STATS_DOC, False),
     _field("visual_expression_description", pa.string(), "AU phrases at the peak, MERR style", False),
     _field("pseudo_label", pa.string(), "label whose AU prototype the peak matches best", False),
@@ -187,6 +189,7 @@ SHARD_SCHEMA = _schema(
         _field("feat_face", pa.list_(pa.float32()), "image-encoder feature of the peak face crop, pooled (merr encode)"),
         _field("feat_video", pa.list_(pa.float32()), "video-encoder feature of the K frames, pooled (merr encode)"),
         _field("feat_audio", pa.list_(pa.float32()), "audio-encoder feature of the clip's audio, pooled (merr encode)"),
+        _field("vision_patches", VISION_PATCHES_STRUCT, "the global vision tower's patch tokens of the peak frame, float16 (merr encode --vision-tower)"),
     ],
 )
 

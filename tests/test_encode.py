@@ -15,6 +15,7 @@ import pytest
 
 from flows.build import rerun_build
 from merr_builder.export.emotion_llama import export_emotion_llama
+from merr_builder.labels import MERR_LABELS
 from merr_builder.finished_build import ExportError
 from merr_builder.pipeline import CORPUS_STEPS, STAGES
 from merr_builder.shards import SHARD_NAME
@@ -112,3 +113,57 @@ def test_encode_then_annotate_then_encode_keeps_every_column(sample_build, tiny_
 def test_encode_needs_an_encoder(sample_build):
     result = subprocess.run([sys.executable, "-m", "merr_builder.cli", "encode", str(sample_build)], capture_output=True, text=True)
     assert result.returncode == 2 and "at least one encoder" in result.stderr
+
+
+def test_the_global_stream_from_encode_through_both_stages_to_eval_and_inference(sample_build, tiny_encoders, tiny_tower, tiny_lm,
+                                                                                  shared_data, tmp_path):  # fmt: skip
+    """`merr encode --vision-tower` stores the tower's patch tokens of the peak frame; training reads them or
+    runs the tower on the frame itself (the same tokens, the same losses); stage 2 goes on with stage 1's
+    global encoder, and eval and inference use it (inference on a new clip's peak frame)."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from merr_builder.encoders import ImageEncoder, VisionTower, face_crops, tower_image, unpack_patches
+    from merr_builder.trainer.config import TrainConfig
+    from merr_builder.trainer.evaluate import evaluate, infer
+    from merr_builder.trainer.train import train
+
+    build = tmp_path / "build"
+    shutil.copytree(sample_build, build, symlinks=True)
+    merr("encode", build, "--vision-tower", tiny_tower, "--image-encoder", tiny_encoders / "vit")
+    rows = pq.read_table(build / "shards").to_pylist()
+    tower, faces = VisionTower(tiny_tower), ImageEncoder(tiny_encoders / "vit", "cpu")
+    for row in rows:
+        stored = unpack_patches(row["vision_patches"])
+        with torch.no_grad():
+            live = tower(torch.from_numpy(tower.pixels([tower_image(row)])))[0].numpy()
+        assert stored.shape == (25, 32)
+        np.testing.assert_allclose(stored, live, rtol=2e-3, atol=2e-3)  # float16 storage
+        # The face feature is the mean over the main face in the clip's frames, as the original's MAE feature was.
+        crops = face_crops(row)
+        assert len(crops) >= 4, row["clip_id"]
+        np.testing.assert_allclose(row["feat_face"], faces._features(crops).mean(0), rtol=1e-5, atol=1e-5)
+    manifest = json.loads((build / "manifest.json").read_text())
+    assert manifest["encoders"]["vision_patches"]["name"] == tiny_tower.name
+
+    common = {"data": [build], "split": None, "model_dir": tiny_lm, "batch_size": 2, "max_steps": 2, "save_every": 2, "lora_r": 4,
+              "features": ["global", "peak", "face", "audio"], "vision_tower": tiny_tower, "tasks": ["emotion", "reason"]}  # fmt: skip
+    on_frames = train(TrainConfig(**common, out_dir=tmp_path / "stage1"))
+    on_tokens = train(TrainConfig(**common, out_dir=tmp_path / "stage1-stored", vision_tokens="encode"))
+    np.testing.assert_allclose(on_frames.losses, on_tokens.losses, rtol=1e-3)
+    assert on_tokens.model.tower is None and on_frames.model.prompts.counts["global"] == 7
+    meta = json.loads((on_frames.checkpoint / "checkpoint.json").read_text())
+    assert meta["vision"]["tokens"] == 7 and meta["vision"]["tower"] == str(tiny_tower) and len(meta["vision"]["weights"]["sha256"]) == 64
+    # Stored tokens from another tower are refused, naming both.
+    with pytest.raises(ValueError, match="vision_patches were made by .*tiny-tower.*not by .*vit"):
+        train(TrainConfig(**{**common, "vision_tower": tiny_encoders / "vit"}, out_dir=tmp_path / "x", vision_tokens="encode"))
+
+    # Stage 2 from stage 1: its streams and tower come with the checkpoint (the task is the emotion one here:
+    # the offline model kept no fine caption in the sample build).
+    stage2 = train(TrainConfig(data=[build], split=None, out_dir=tmp_path / "stage2", init_from=tmp_path / "stage1", tasks=["emotion"],
+                               batch_size=1, max_steps=1, save_every=1, lora_r=4))  # fmt: skip
+    assert stage2.model.streams == common["features"] and stage2.model.prompts.counts["global"] == 7
+    result = evaluate(tmp_path / "stage2", [build], tmp_path / "eval", None, protocol="emotion-llama", max_new_tokens=8)
+    assert result["protocol"] == "emotion-llama" and result["samples"] >= 2 and set(result["labels"]) <= set(MERR_LABELS)
+    answer = infer(shared_data / "single_face.mp4", tmp_path / "stage2", max_new_tokens=8)  # the tower on the new clip's peak frame
+    assert answer["label"] in MERR_LABELS and answer["reasoning"] is not None

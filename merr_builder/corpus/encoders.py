@@ -1,4 +1,5 @@
-"""Encoders: pooled features of the peak face, the K frames and the audio from local encoder checkpoints.
+"""Encoders: pooled features of the face over the clip, the K frames and the audio from local encoder
+checkpoints, and the global vision tower's patch tokens of the peak frame.
 
 Nothing runs (and every feature stays null) until `encode.*` names an encoder, as `merr encode` does. The
 step reads only per-clip stage outputs, so no annotation setting ever reruns it, and its features survive
@@ -10,19 +11,20 @@ from __future__ import annotations
 from merr_builder.assets import folder_weights_id
 from merr_builder.corpus.base import StepContext, StepDefaults, output_schema
 
-ROLES = (("image_encoder", "feat_face"), ("video_encoder", "feat_video"), ("audio_encoder", "feat_audio"))
+ROLES = (("image_encoder", "feat_face"), ("video_encoder", "feat_video"), ("audio_encoder", "feat_audio"),
+         ("vision_tower", "vision_patches"))  # fmt: skip
 
 
 class EncodersStep(StepDefaults):
     name = "encoders"
-    version = "1"
+    version = "2"  # 2: the face feature averaged over the clip's face frames; the vision tower's patch tokens
     scope = "partition"
     config_section = "encode"
-    settings = ("image_encoder", "video_encoder", "audio_encoder")
+    settings = tuple(role for role, _ in ROLES)
     reads = {
         "ingest": ("source_path", "has_audio", "duration_s"),
-        "media": ("frames_jpeg",),
-        "faces": ("peak_face_jpeg",),
+        "media": ("frames_jpeg", "frame_times_s"),
+        "faces": ("peak_face_jpeg", "peak_frame_jpeg", "au_series"),
     }
     writes = tuple(column for _, column in ROLES)
     output_schema = output_schema(name, writes)
@@ -35,10 +37,11 @@ class EncodersStep(StepDefaults):
         if roles:  # (torch and transformers load only when an encoder is named)
             import torch
 
-            from merr_builder.encoders import AudioEncoder, ImageEncoder, VideoEncoder
+            from merr_builder.encoders import AudioEncoder, ImageEncoder, VideoEncoder, VisionPatchEncoder
 
             device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-            kinds = {"image_encoder": ImageEncoder, "video_encoder": VideoEncoder, "audio_encoder": AudioEncoder}
+            kinds = {"image_encoder": ImageEncoder, "video_encoder": VideoEncoder, "audio_encoder": AudioEncoder,
+                     "vision_tower": VisionPatchEncoder}  # fmt: skip
             self.encoders = [kinds[role](getattr(settings, role), device) for role in roles]
 
     @classmethod

@@ -1,16 +1,19 @@
 """`merr export sharegpt`: instruction samples for LLaMA-Factory, in its ShareGPT multimodal format.
 
 Writes FILE (a JSON list), a media folder beside it (`<stem>_media/images/<clip>.jpg`: the peak frame;
-`<stem>_media/audios/<clip>.wav`: the clip's 16 kHz mono audio, decoded as the build decodes it) and registers the dataset in
-`dataset_info.json` beside FILE (merged with one already there), so `dataset_dir` = FILE's folder works
-as it is. Each sample:
+`<stem>_media/videos/<clip>.<ext>`: the source clip, a relative link or with `copy_videos` a copy;
+`<stem>_media/audios/<clip>.wav`: the clip's 16 kHz mono audio, decoded as the build decodes it) and
+registers the dataset in `dataset_info.json` beside FILE (merged with one already there), so
+`dataset_dir` = FILE's folder works as it is. `modalities` chooses what is attached: LLaMA-Factory
+refuses `<audio>` for every template without an audio tower (qwen2_vl, llava_next_video, …), so
+`image,video` is what most vision-language templates take. Each sample:
 
     {"conversations": [{"from": "human", "value": "<image><video><audio>The person in video says: …. [task] …"},
                        {"from": "gpt", "value": target}],
      "images": [peak frame], "videos": [source clip], "audios": [wav], "clip_id": …, "task": …}
 
 LLaMA-Factory's rule: as many `<image>` / `<video>` / `<audio>` tokens as paths in the matching list.
-Media paths are relative to FILE's folder; videos are the source clips' absolute paths. Tasks, pools and
+Media paths are relative to FILE's folder. Tasks, pools and
 target normalisation are Emotion-LLaMA's (`merr_builder.tasks`); one sample per clip and task.
 """
 
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from merr_builder.atomic import write_bytes_atomic
-from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows
+from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows, link_or_copy
 from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio
 from merr_builder.quarantine import ClipError
 from merr_builder.speech import subtitle
@@ -41,10 +44,17 @@ class ShareGPTExport:
     unlabelled: int
 
 
-def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASKS), seed: int = 0, name: str = "merr") -> ShareGPTExport:
+MODALITIES = ("image", "video", "audio")  # LLaMA-Factory's <image>, <video>, <audio> with images, videos, audios
+
+
+def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASKS), seed: int = 0, name: str = "merr",
+                    modalities: tuple[str, ...] = MODALITIES, copy_videos: bool = False) -> ShareGPTExport:  # fmt: skip
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ExportError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    odd = [m for m in modalities if m not in MODALITIES]
+    if odd or not modalities:
+        raise ExportError(f"unknown modality {', '.join(odd) or '(none given)'}; choose one or more of {', '.join(MODALITIES)}")
     to = Path(to).absolute()
     rows, unlabelled = labelled_rows(out_dir, ["source_path", *subtitle.COLUMNS, "coarse_caption", "fine_caption", "peak_frame_jpeg", "has_audio"])
     rng = random.Random(seed)
@@ -53,22 +63,25 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
     by_task = {t: 0 for t in tasks}
     to.parent.mkdir(parents=True, exist_ok=True)
     with fresh_folder(to.parent / media_name) as media:
-        (media / "images").mkdir()
-        (media / "audios").mkdir()
+        for modality in modalities:
+            (media / f"{modality}s").mkdir()
         for row in rows:
             # fine_caption is null unless the caption was kept, so reason_v2 goes only to checked captions
             answers = {t: a for t in tasks if (a := target(t, row))}
             if not answers:
                 continue
             tokens, extra = "", {}
-            if row["peak_frame_jpeg"]:
+            if "image" in modalities and row["peak_frame_jpeg"]:
                 (media / "images" / f"{row['clip_id']}.jpg").write_bytes(row["peak_frame_jpeg"])
                 tokens += "<image>"
                 extra["images"] = [f"{media_name}/images/{row['clip_id']}.jpg"]
-            tokens += "<video>"
-            extra["videos"] = [row["source_path"]]
+            if "video" in modalities:
+                video = f"{row['clip_id']}{Path(row['source_path']).suffix.lower()}"
+                link_or_copy(Path(row["source_path"]), media / "videos" / video, to.parent / media_name / "videos", copy_videos)
+                tokens += "<video>"
+                extra["videos"] = [f"{media_name}/videos/{video}"]
             # a clip whose source no longer decodes keeps its video slot and loses the audio one
-            if row["has_audio"] and _write_wav(media / "audios" / f"{row['clip_id']}.wav", ClipAudio(row["source_path"])):
+            if "audio" in modalities and row["has_audio"] and _write_wav(media / "audios" / f"{row['clip_id']}.wav", ClipAudio(row["source_path"])):
                 tokens += "<audio>"
                 extra["audios"] = [f"{media_name}/audios/{row['clip_id']}.wav"]
             for task, answer in answers.items():
@@ -77,7 +90,7 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
                 samples.append({"conversations": conversation, **extra, "clip_id": row["clip_id"], "task": task})
                 by_task[task] += 1
     write_bytes_atomic(to, (json.dumps(samples, ensure_ascii=False, indent=1) + "\n").encode())
-    _register(to, name)
+    _register(to, name, modalities)
     return ShareGPTExport(to, len(samples), by_task, len({s["clip_id"] for s in samples}), unlabelled)
 
 
@@ -96,13 +109,13 @@ def _write_wav(path: Path, audio: ClipAudio) -> bool:
     return True
 
 
-def _register(file: Path, name: str) -> None:
+def _register(file: Path, name: str, modalities: tuple[str, ...]) -> None:
     """Add (or replace) this dataset in `dataset_info.json` beside the file, as LLaMA-Factory reads it."""
     info_path = file.parent / "dataset_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info[name] = {
         "file_name": file.name,
         "formatting": "sharegpt",
-        "columns": {"messages": "conversations", "images": "images", "videos": "videos", "audios": "audios"},
+        "columns": {"messages": "conversations", **{f"{m}s": f"{m}s" for m in modalities}},
     }
     write_bytes_atomic(info_path, (json.dumps(info, indent=2) + "\n").encode())

@@ -77,11 +77,16 @@ class _Seen:
 def aligned_face(rgb: np.ndarray, face: Face, size: int, margin: float = 1.3) -> np.ndarray:
     """A square crop of the face, turned so the eyes are level, `size` pixels a side, `margin` times the
     face box's longer side."""
-    x, y, w, h = face.box
+    return square_crop(rgb, face.box, face.eyes, size, margin)
+
+
+def square_crop(rgb: np.ndarray, box: tuple[float, float, float, float], eyes, size: int, margin: float = 1.3) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """`aligned_face` from a box (x, y, w, h in pixels) and, where known, the eye centres (left, right)."""
+    x, y, w, h = box
     centre = (x + w / 2, y + h / 2)
     angle = 0.0
-    if face.eyes is not None:
-        (lx, ly), (rx, ry) = face.eyes  # subject's left eye is on the image right
+    if eyes is not None:
+        (lx, ly), (rx, ry) = eyes  # subject's left eye is on the image right
         angle = math.degrees(math.atan2(ly - ry, lx - rx))
     side = margin * max(w, h, 2.0)
     matrix = cv2.getRotationMatrix2D(centre, angle, size / side)
@@ -96,6 +101,13 @@ def _series(frames: list[FrameFaces], track: int) -> tuple[np.ndarray, list[Face
         faces.append(face)
         rows.append(face.aus if face is not None else np.full(len(AU_NAMES), np.nan, dtype=np.float32))
     return np.vstack(rows).astype(np.float64), faces
+
+
+def _box_fractions(face: Face | None, frame_w: int, frame_h: int) -> dict[str, float] | None:
+    if face is None:
+        return None
+    x, y, w, h = face.box
+    return {"x": x / frame_w, "y": y / frame_h, "w": w / frame_w, "h": h / frame_h}
 
 
 def _face_stats(series: np.ndarray, faces: list[Face | None]) -> list[float]:
@@ -218,7 +230,6 @@ class FaceAnalyser:
     def _row(self, clip, coarse, main: MainFace, people: int, series, faces, baseline, peak: _Peak, n_with_face: int) -> dict:  # type: ignore[no-untyped-def]
         rgb = self._peak_frame(clip, peak)
         frame_h, frame_w = rgb.shape[:2]
-        x, y, w, h = peak.face.box
         full_w, full_h = scaled_size(frame_w, frame_h, self.config.peak_frame_max_side)
         resized = cv2.resize(rgb, (full_w, full_h), interpolation=cv2.INTER_AREA) if full_w != frame_w else rgb
         aus = relative(peak.face.aus.astype(np.float64), baseline)
@@ -235,15 +246,16 @@ class FaceAnalyser:
             "peak_time_s": round(peak.time_s, 6),
             "peak_frame_jpeg": encode_jpeg(resized, self.media.jpeg_quality),
             "peak_face_jpeg": encode_jpeg(aligned_face(rgb, peak.face, self.config.face_crop_size), self.media.jpeg_quality),
-            "face_box_peak": {"x": x / frame_w, "y": y / frame_h, "w": w / frame_w, "h": h / frame_h},
+            "face_box_peak": _box_fractions(peak.face, frame_w, frame_h),
             "head_pose_peak": dict(zip(("yaw", "pitch", "roll"), peak.face.head_pose)) if peak.face.head_pose else None,
             "aus_peak": {au: float(v) for au, v in zip(AU_NAMES, aus)},
             "au_baseline": {au: float(v) for au, v in zip(AU_NAMES, baseline)},
             "blendshapes_peak": [float(v) for v in peak.face.blendshapes] if peak.face.blendshapes is not None else None,
             "au_series": [
                 {"frame_index": f.frame_index, "time_s": f.time_s,
-                 **{au: (None if np.isnan(v) else float(v)) for au, v in zip(AU_NAMES, row)}}
-                for f, row in zip(coarse, series)
+                 **{au: (None if np.isnan(v) else float(v)) for au, v in zip(AU_NAMES, row)},
+                 "box": _box_fractions(face, frame_w, frame_h)}
+                for f, row, face in zip(coarse, series, faces)
             ],  # fmt: skip
             "face_stats": _face_stats(series, faces),
             "visual_expression_description": describe_expression(aus),
@@ -262,7 +274,7 @@ class FacesStage:
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
-    version = "2"  # 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
+    version = "3"  # 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
     config_section = "faces"
     output_schema = FACES_SCHEMA
 

@@ -22,6 +22,11 @@ class TrainConfig(BaseModel):
     init_from: Path | None = Field(None, description="a checkpoint whose LoRA and projector weights start this run (stage 2)")
     tasks: list[Literal["emotion", "reason", "reason_v2"]] = Field(["emotion", "reason"])
     features: list[str] = Field(["peak", "face", "audio"], description="feature streams (merr_builder.trainer.features.STREAMS)")
+    vision_tower: Path | None = Field(None, description="local vision model (CLIP, SigLIP, ViT) of the global stream: its patch tokens of the peak frame at <VideoHere>")
+    vision_tokens: Literal["frame", "encode"] = Field(
+        "frame", description="frame: the tower runs on the peak frame while training; encode: the tokens merr encode --vision-tower stored"
+    )
+    vision_merge: int = Field(4, ge=1, description="consecutive patch tokens concatenated into one (MiniGPT-v2: 4)")
     lora_r: int = Field(64, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)

@@ -22,7 +22,7 @@ from merr_builder.layout import BuildLayout
 from merr_builder.shards import read_shard_rows
 from merr_builder.speech import subtitle
 from merr_builder.tasks import TASKS, instruction, target
-from merr_builder.trainer.features import FeatureScaler, columns_of
+from merr_builder.trainer.features import FeatureScaler
 
 TEXT_COLUMNS = ["clip_id", "label", *subtitle.COLUMNS, "coarse_caption", "fine_caption", "split"]
 
@@ -45,15 +45,16 @@ def shard_files(folders: list[Path]) -> list[Path]:
     return files
 
 
-def read_rows(folders: list[Path], streams: list[str], split: str | None) -> list[dict]:
-    """Every row (text and feature columns only) of the split, in clip-id order."""
-    columns = TEXT_COLUMNS + columns_of(streams)
+def read_rows(folders: list[Path], columns: list[str], split: str | None) -> list[dict]:
+    """Every row of the split (the text columns and these feature columns: FeatureScaler.columns), in
+    clip-id order."""
+    columns = list(dict.fromkeys(TEXT_COLUMNS + list(columns)))
     rows = [r for f in shard_files(folders) for r in read_shard_rows(f, columns)]
     return sorted((r for r in rows if split is None or r["split"] == split), key=lambda r: r["clip_id"])
 
 
 def samples_of(row: dict, tasks: list[str], scaler: FeatureScaler, rng: random.Random) -> list[Sample]:
-    features = {stream: scaler.transform(row, stream) for stream in scaler.stats}
+    features = scaler.features(row)
     out = []
     for task in tasks:
         answer = target(task, row)
@@ -73,7 +74,7 @@ class SampleStream(torch.utils.data.IterableDataset):
         self.split, self.tasks, self.scaler, self.batch_size = split, tasks, scaler, batch_size
         self.seed, self.shuffle_buffer, self.length_window = seed, shuffle_buffer, length_window
         self.rank, self.world, self.skip = rank, world, skip
-        self.columns = TEXT_COLUMNS + columns_of(list(scaler.stats))
+        self.columns = list(dict.fromkeys(TEXT_COLUMNS + scaler.columns))
         self.groups = [(f, g) for f in self.files for g in range(pq.ParquetFile(f).num_row_groups)]
 
     def __iter__(self) -> Iterator[list[Sample]]:

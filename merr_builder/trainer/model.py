@@ -1,11 +1,15 @@
-"""Emotion-LLaMA: a causal LM with LoRA (peft) and one linear projector per feature stream.
+"""Emotion-LLaMA: a causal LM with LoRA (peft), one linear projector per feature stream and, for the
+global stream, a frozen vision tower.
 
 The prompt is `[INST] <video><VideoHere></video> <feature><FeatureHere></feature> The person in video
 says: {s}. [{task}] {instruction} [/INST]`. `sequence()` turns it into token ids with negative markers
-where feature tokens go (the video-slot streams at <VideoHere>, the others at <FeatureHere>), and
-`embed()` replaces the markers by the projected features. Training and generation both build their
-inputs through these two functions, so the feature tokens sit at the same positions in both (the
-original placed them differently in `generate()`).
+where feature tokens go (the video-slot streams at <VideoHere>, the others at <FeatureHere>; the global
+stream has N markers, one per merged patch token), and `embed()` replaces the markers by the projected
+features. Training and generation both build their inputs through these two functions, so the feature
+tokens sit at the same positions in both (the original placed them differently in `generate()`).
+
+The global stream as MiniGPT-v2 builds it: the tower's patch tokens (B, P, d), four consecutive ones
+concatenated (B, P/4, 4d; zero-padded where P is no multiple of 4), one Linear to the LM's width.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from merr_builder.encoders import VisionTower
 from merr_builder.tasks import FEATURE_SLOT, VIDEO_SLOT
 from merr_builder.trainer.data import Sample
 from merr_builder.trainer.features import STREAMS
@@ -42,7 +47,7 @@ class Batch:
     ids: torch.Tensor  # (B, T) token ids; feature positions hold -1 - stream index
     attention_mask: torch.Tensor
     labels: torch.Tensor | None  # IGNORE outside the answer
-    features: dict[str, torch.Tensor]  # stream → (B, dim)
+    features: dict[str, torch.Tensor]  # stream → (B, dim); global: (B, 3, H, W) pixels or (B, P, d) patch tokens
 
     def to(self, device) -> Batch:
         move = lambda t: t.to(device) if t is not None else None
@@ -55,8 +60,9 @@ class Batch:
 class PromptBuilder:
     """Token ids and batches; light enough to travel to data-loader workers (no model inside)."""
 
-    def __init__(self, tokenizer, streams: list[str], max_answer_tokens: int = 1024) -> None:
+    def __init__(self, tokenizer, streams: list[str], max_answer_tokens: int = 1024, counts: dict[str, int] | None = None) -> None:
         self.tokenizer, self.streams, self.max_answer_tokens = tokenizer, list(streams), max_answer_tokens
+        self.counts = {s: (counts or {}).get(s, 1) for s in self.streams}  # tokens per stream
         self.video_streams = [s for s in self.streams if STREAMS[s].slot == "video"]
         self.feature_streams = [s for s in self.streams if STREAMS[s].slot == "feature"]
 
@@ -71,8 +77,8 @@ class PromptBuilder:
         middle, after = rest.split(FEATURE_SLOT, 1)
         marker = {s: -1 - i for i, s in enumerate(self.streams)}
         ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        ids += tok(before, add_special_tokens=False).input_ids + [marker[s] for s in self.video_streams]
-        ids += tok(middle, add_special_tokens=False).input_ids + [marker[s] for s in self.feature_streams]
+        ids += tok(before, add_special_tokens=False).input_ids + [marker[s] for s in self.video_streams for _ in range(self.counts[s])]
+        ids += tok(middle, add_special_tokens=False).input_ids + [marker[s] for s in self.feature_streams for _ in range(self.counts[s])]
         ids += tok(after, add_special_tokens=False).input_ids
         prompt_length = len(ids)
         if answer is not None:
@@ -101,10 +107,15 @@ class PromptBuilder:
 
 
 class EmotionLlama(nn.Module):
-    def __init__(self, lm, tokenizer, streams: list[str], max_answer_tokens: int = 1024, dims: dict[str, int] | None = None) -> None:
+    def __init__(self, lm, tokenizer, streams: list[str], max_answer_tokens: int = 1024, dims: dict[str, int] | None = None,
+                 vision: dict | None = None, tower: VisionTower | None = None) -> None:  # fmt: skip
         super().__init__()
         self.lm, self.tokenizer, self.streams = lm, tokenizer, list(streams)
-        self.prompts = PromptBuilder(tokenizer, streams, max_answer_tokens)
+        self.vision, self.tower = vision, tower  # tower: None when the patch tokens come stored (merr encode)
+        counts = {s: vision["tokens"] for s in self.streams if STREAMS[s].kind == "patches"} if vision else {}
+        if len(counts) < sum(STREAMS[s].kind == "patches" for s in self.streams):
+            raise ValueError("the global stream needs a vision tower (vision_tower)")
+        self.prompts = PromptBuilder(tokenizer, streams, max_answer_tokens, counts)
         hidden = lm.get_input_embeddings().weight.shape[1]
         dims = {**{s: STREAMS[s].dim for s in self.streams}, **(dims or {})}
         missing = [s for s in self.streams if not dims.get(s)]
@@ -118,9 +129,26 @@ class EmotionLlama(nn.Module):
         for index, stream in enumerate(self.streams):
             rows, cols = torch.nonzero(batch.ids == -1 - index, as_tuple=True)
             projector = self.projectors[stream]  # float32 even over a bf16 base
-            projected = projector(batch.features[stream].to(projector.weight.dtype))
-            out = out.index_put((rows, cols), projected[rows].to(out.dtype))
+            if STREAMS[stream].kind == "patches":  # N markers per row, row by row in order (nonzero is row-major)
+                projected = projector(self.merged_patches(batch.features[stream]).to(projector.weight.dtype))
+                values = projected.reshape(-1, projected.shape[-1])
+            else:
+                values = projector(batch.features[stream].to(projector.weight.dtype))[rows]
+            out = out.index_put((rows, cols), values.to(out.dtype))
         return out
+
+    def merged_patches(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, N, merge × width): the tower's patch tokens (run here on pixels, or stored), `merge`
+        consecutive tokens side by side."""
+        if inputs.ndim == 4 and self.tower is None:
+            raise ValueError("pixels for the global stream but no vision tower loaded")
+        tokens = self.tower(inputs) if inputs.ndim == 4 else inputs
+        merge = self.vision["merge"]
+        batch, patches, width = tokens.shape
+        pad = -patches % merge
+        if pad:
+            tokens = torch.cat([tokens, tokens.new_zeros(batch, pad, width)], 1)
+        return tokens.reshape(batch, (patches + pad) // merge, merge * width)
 
     # -- use ------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -144,9 +172,11 @@ class EmotionLlama(nn.Module):
 
 def build_model(model_dir: Path, streams: list[str], lora_r: int = 64, lora_alpha: int = 16, lora_dropout: float = 0.05,
                 lora_targets: list[str] | tuple[str, ...] = ("q_proj", "v_proj"), dtype: torch.dtype = torch.float32,
-                gradient_checkpointing: bool = False, max_answer_tokens: int = 1024, dims: dict[str, int] | None = None) -> EmotionLlama:  # fmt: skip
+                gradient_checkpointing: bool = False, max_answer_tokens: int = 1024, dims: dict[str, int] | None = None,
+                vision: dict | None = None) -> EmotionLlama:  # fmt: skip
     """A local causal LM folder, frozen, in `dtype`, with LoRA on `lora_targets` and fresh projectors; the
-    trainable weights (LoRA: peft's adapter autocast; projectors) are float32 whatever `dtype` is."""
+    trainable weights (LoRA: peft's adapter autocast; projectors) are float32 whatever `dtype` is. With a
+    global stream fed by pixels (`vision["source"] == "frame"`) the frozen tower is loaded in `dtype` too."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -156,4 +186,5 @@ def build_model(model_dir: Path, streams: list[str], lora_r: int = 64, lora_alph
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lm.enable_input_require_grads()
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets), task_type="CAUSAL_LM")
-    return EmotionLlama(get_peft_model(lm, lora), tokenizer, streams, max_answer_tokens, dims)
+    tower = VisionTower(Path(vision["tower"]), dtype) if vision and vision["source"] == "frame" and "global" in streams else None
+    return EmotionLlama(get_peft_model(lm, lora), tokenizer, streams, max_answer_tokens, dims, vision, tower)

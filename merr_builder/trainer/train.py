@@ -28,7 +28,7 @@ import torch.distributed as dist
 from merr_builder.trainer import checkpoint
 from merr_builder.trainer.config import TrainConfig, load_train_config
 from merr_builder.trainer.data import SampleStream, read_rows, valid_tasks
-from merr_builder.trainer.features import STREAMS, FeatureScaler
+from merr_builder.trainer.features import STREAMS, FeatureScaler, columns_of, vision_record
 from merr_builder.trainer.model import EmotionLlama, build_model
 from merr_builder.trainer.sharding import (
     distribute,
@@ -83,15 +83,47 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_trained(path: Path, device: str = "cpu") -> tuple[EmotionLlama, FeatureScaler, dict]:
-    """A trained model from a checkpoint (or a run folder's latest), ready for eval or inference."""
+def vision_of(config: TrainConfig) -> dict | None:
+    """The global encoder a new run trains with (None without a `global` stream), checked against the
+    builds when its tokens come stored."""
+    if "global" not in config.features:
+        if config.vision_tower is not None:
+            raise ValueError("vision_tower is set but features has no 'global' stream: add global to features")
+        return None
+    if config.vision_tower is None:
+        raise ValueError("the global stream needs vision_tower: a local vision model folder (CLIP, SigLIP, ViT)")
+    vision = vision_record(config.vision_tower, config.vision_tokens, config.vision_merge)
+    if config.vision_tokens == "encode":
+        from merr_builder.layout import BuildLayout
+
+        for folder in config.data:
+            made_by = BuildLayout(folder).read_manifest().get("encoders", {}).get("vision_patches")
+            if made_by is None or made_by["sha256"] != vision["weights"]["sha256"]:
+                source = f"were made by {made_by['file']}" if made_by else "are not there"
+                raise ValueError(f"{folder}: its vision_patches {source}, not by {config.vision_tower}; "
+                                 f"run merr encode {folder} --vision-tower {config.vision_tower}, or set vision_tokens=frame")  # fmt: skip
+    return vision
+
+
+def load_trained(path: Path, device: str = "cpu", vision_source: str | None = None) -> tuple[EmotionLlama, FeatureScaler, dict]:
+    """A trained model from a checkpoint (or a run folder's latest), ready for eval or inference;
+    `vision_source` feeds the global stream otherwise than in training (`frame` for a new clip)."""
+    from merr_builder.assets import folder_weights_id
+
     weights, _, meta = checkpoint.load(path)
     config = TrainConfig.model_validate(meta["config"])
-    scaler = FeatureScaler(meta["feature_stats"])
+    vision = meta.get("vision")
+    if vision:
+        found = folder_weights_id(vision["tower"])["sha256"]
+        if found != vision["weights"]["sha256"]:
+            raise ValueError(f"vision tower {vision['tower']}: its weights hash {found[:12]}… is not the {vision['weights']['sha256'][:12]}… "
+                             "this checkpoint was trained with")  # fmt: skip
+        vision = {**vision, "source": vision_source or vision["source"]}
+    scaler = FeatureScaler(meta["feature_stats"], config.features, vision)
     bf16 = uses_bf16(config, device)
     model = build_model(Path(meta["model_dir"]), config.features, config.lora_r, config.lora_alpha, config.lora_dropout,
                         config.lora_targets, dtype=torch.bfloat16 if bf16 else torch.float32,
-                        max_answer_tokens=config.max_txt_len, dims=scaler.dims)  # fmt: skip
+                        max_answer_tokens=config.max_txt_len, dims=scaler.dims, vision=vision)  # fmt: skip
     _load_weights(model, weights)
     return model.to(device).eval(), scaler, meta
 
@@ -125,16 +157,21 @@ def train(config: TrainConfig, resume: bool = False, stop_after: int | None = No
     init = checkpoint.load(config.init_from) if config.init_from is not None and not resume else None
     source = resumed or init  # stage 2 starts from stage 1's adapters, projectors and feature statistics
     if source is not None:
-        scaler = FeatureScaler(source[2]["feature_stats"])
+        # ... and with its streams and global encoder, which its weights were made for
+        recorded = TrainConfig.model_validate(source[2]["config"])
+        config = config.model_copy(update={k: getattr(recorded, k) for k in ("features", "vision_tower", "vision_tokens", "vision_merge")})
+        vision = source[2].get("vision")
+        scaler = FeatureScaler(source[2]["feature_stats"], config.features, vision)
     else:
-        scaler = FeatureScaler.fit(read_rows(config.data, config.features, config.split), config.features)
+        vision = vision_of(config)
+        scaler = FeatureScaler.fit(read_rows(config.data, columns_of(config.features), config.split), config.features, vision)
     # A resumed run, or stage 2, continues on the base model its checkpoint names unless told otherwise.
     model_dir = config.model_dir or (Path(source[2]["model_dir"]) if source else default_model_dir(config))
     # Under bf16 the frozen base is held in bf16 (half the memory; autocast would cast it for every matmul
     # anyway); LoRA and the projectors, the weights AdamW updates, stay float32 (build_model).
     model = build_model(model_dir, config.features, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
                         dtype=torch.bfloat16 if bf16 else torch.float32, gradient_checkpointing=config.gradient_checkpointing,
-                        max_answer_tokens=config.max_txt_len, dims=scaler.dims).to(device)  # fmt: skip
+                        max_answer_tokens=config.max_txt_len, dims=scaler.dims, vision=vision).to(device)  # fmt: skip
     start_step, consumed, state = 0, 0, None
     if source is not None:
         _load_weights(model, source[0])
@@ -211,7 +248,7 @@ def _save(run_dir, model, optimizer, schedule, scaler, config, model_dir, step, 
     folder = None
     if rank == 0:
         meta = {"step": step, "consumed_batches": consumed, "feature_stats": scaler.state(), "config": config.model_dump(mode="json"),
-                "model_dir": str(model_dir), "world": world, "sharding": sharding or "none"}  # fmt: skip
+                "model_dir": str(model_dir), "world": world, "sharding": sharding or "none", "vision": model.vision}  # fmt: skip
         state = {"optimizer": optimizer_state_, "scheduler": schedule.state_dict(), "rng": rng}
         folder = checkpoint.save(run_dir / f"step-{step:07d}", weights, state, meta)
     if world > 1:

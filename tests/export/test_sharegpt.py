@@ -32,14 +32,15 @@ def validate_llamafactory_sharegpt(dataset_dir: Path, name: str) -> list[dict]:
             assert turn["from"] == ("human" if i % 2 == 0 else "gpt")
         text = "".join(t["value"] for t in turns if t["from"] == "human")
         for token, column in (("<image>", "images"), ("<video>", "videos"), ("<audio>", "audios")):
-            paths = sample.get(columns[column], [])
+            paths = sample.get(columns[column], []) if column in columns else []  # a column not registered: no media of its kind
             assert text.count(token) == len(paths), (token, sample)
             for path in paths:
                 assert (dataset_dir / path).is_file()  # relative to dataset_dir, or absolute
     return samples
 
 
-def test_the_export_validates_as_llamafactory_sharegpt(sample_build, tmp_path):
+def test_the_export_validates_as_llamafactory_sharegpt(sample_build_with_fine, tmp_path):
+    sample_build = sample_build_with_fine
     (tmp_path / "dataset_info.json").write_text(json.dumps({"other": {"file_name": "other.json"}}))
     result = export_sharegpt(sample_build, tmp_path / "merr.json")
     samples = validate_llamafactory_sharegpt(tmp_path, "merr")
@@ -58,7 +59,8 @@ def test_the_export_validates_as_llamafactory_sharegpt(sample_build, tmp_path):
             assert answer == normalise_target(row[column])
             assert f"The person in video says: {spoken_sentence(row.to_dict())}. [{task}] " in human
             assert any(human.endswith(instruction) for instruction in pool)
-            assert sample["videos"] == [row.source_path]
+            video = tmp_path / sample["videos"][0]  # a relative link beside the file, resolving to the clip
+            assert video.is_symlink() and not Path(sample["videos"][0]).is_absolute() and video.resolve() == Path(row.source_path).resolve()
             assert (tmp_path / sample["images"][0]).read_bytes() == row.peak_frame_jpeg
             with wave.open(str(tmp_path / sample["audios"][0])) as audio:
                 assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (16_000, 1, 2)
@@ -72,3 +74,19 @@ def test_only_asked_tasks_are_written_and_an_unknown_task_is_refused(sample_buil
     assert result.by_task == {"emotion": result.samples}
     with pytest.raises(ExportError, match="unknown task.*caption"):
         export_sharegpt(sample_build, tmp_path / "x.json", tasks=("caption",))
+
+
+def test_modalities_choose_what_is_attached_for_templates_without_an_audio_tower(sample_build, tmp_path):
+    """LLaMA-Factory's mm_plugin refuses audio inputs for templates without an audio tower (qwen2_vl,
+    llava_next_video, …): `--modalities image,video` writes no <audio> token, no audios list, no WAVs and
+    does not register an audios column."""
+    result = export_sharegpt(sample_build, tmp_path / "merr.json", modalities=("image", "video"), copy_videos=True)
+    samples = validate_llamafactory_sharegpt(tmp_path, "merr")
+    assert result.samples == len(samples) > 0
+    assert all("audios" not in s and "<audio>" not in s["conversations"][0]["value"] for s in samples)
+    assert all(s["conversations"][0]["value"].startswith("<image><video>") for s in samples if "images" in s)
+    assert all(not (tmp_path / s["videos"][0]).is_symlink() for s in samples)  # copies, as asked
+    assert "audios" not in json.loads((tmp_path / "dataset_info.json").read_text())["merr"]["columns"]
+    assert not (tmp_path / "merr_media" / "audios").exists()
+    with pytest.raises(ExportError, match="unknown modality text"):
+        export_sharegpt(sample_build, tmp_path / "again.json", modalities=("image", "text"))

@@ -45,7 +45,7 @@ def test_save_then_load_gives_identical_logits(sample_build, tiny_lm, tmp_path, 
     for model in (result.model, loaded):
         assert {p.dtype for p in model.parameters() if not p.requires_grad} == {base}
         assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
-    samples = [s for r in read_rows([sample_build], list(scaler.stats), None) for s in samples_of(r, ["reason"], scaler, random.Random(0))]
+    samples = [s for r in read_rows([sample_build], scaler.columns, None) for s in samples_of(r, ["reason"], scaler, random.Random(0))]
     batch = loaded.prompts.collate(samples[:4])
     trained = result.model.eval()
     with torch.no_grad():
@@ -117,3 +117,24 @@ def test_the_shipped_stage_configs_load_and_begin_with_their_command(stage):
         assert config.tasks == ["emotion", "reason"] and config.init_from is None
     else:  # instruction tuning on the fine captions, from stage 1's adapters and projectors
         assert config.tasks == ["reason_v2"] and Path(config.init_from) == Path(load_train_config(path.with_name("train_stage1.yaml")).out_dir)
+
+
+def test_every_stream_a_shipped_config_or_the_readme_names_exists():
+    """Config comments and README prose are where users copy stream names from (a comment once said
+    face_mae, video_mae, hubert, which never existed)."""
+    import re
+
+    from merr_builder.trainer.features import STREAMS
+
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "configs").glob("train_*.yaml")):
+        line = next(line for line in path.read_text().splitlines() if line.startswith("features:"))
+        named = [name.strip() for group in re.findall(r"\[([^\]]*)\]", line) for name in group.split(",")]
+        assert named and set(named) <= set(STREAMS), (path.name, set(named) - set(STREAMS))
+    readme = (root / "README.md").read_text()
+    table = readme.split("#### Feature streams", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    assert re.findall(r"^\| `(\w+)` \|", table, flags=re.M) == list(STREAMS)  # the table lists every stream, in order
+    for listing in re.findall(r"streams?\s+((?:`\w+`(?:,\s*|\s+and\s+)?)+)", readme):
+        assert set(re.findall(r"`(\w+)`", listing)) <= set(STREAMS), listing
+    for listing in re.findall(r"features: \[([^\]]*)\]", readme):
+        assert {name.strip() for name in listing.split(",")} <= set(STREAMS), listing
