@@ -24,7 +24,7 @@ def test_build_writes_shards_manifest_and_quarantine(clips, tmp_path: Path):
     (tmp_path / "in").mkdir()
     for path in (clips.speech["speech_en_happy"], clips.zero_bytes):
         os.symlink(path, tmp_path / "in" / path.name)
-    result = merr("build", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--k-frames", "4")
+    result = merr("build", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--k-frames", "4", "--set", "annotate.max_new_tokens=32")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "manifest.json").is_file() and (tmp_path / "out" / "quarantine.parquet").is_file()
     assert list((tmp_path / "out" / "shards").glob("merr-00000-of-00001.parquet"))

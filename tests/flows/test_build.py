@@ -115,7 +115,7 @@ def test_a_changed_stage_setting_reruns_that_stage_only(clips, tmp_path):
     chosen = sorted(clips.speech.values())[:3]  # two partitions, one of them partial
     _link(tmp_path / "input", *chosen)
     out = tmp_path / "out"
-    base = ["run.partition_size=2", "annotate.fine_backend=none"]
+    base = ["run.partition_size=2", "annotate.fine_backend=none", "annotate.au_filter=false"]  # every clip a row
     run_build(tmp_path / "input", out, load_config(None, base))
     summary = run_build(tmp_path / "input", out, load_config(None, [*base, "media.k_frames=4"]))
     n_partitions = math.ceil(len(chosen) / 2)
@@ -150,7 +150,7 @@ def test_a_changed_annotate_setting_reruns_only_the_steps_that_depend_on_it(clip
 def test_mer2023_layout_builds_end_to_end_with_the_offline_llm(mer2023_sample, tmp_path):
     # The sample ships no labels, and none of its four peaks matches an AU prototype: with the paper's AU
     # filter all four would leave (test_card checks that); off, they are neutral rows through every step.
-    settings = ["speech.language=zh", "annotate.au_filter=false"]
+    settings = ["speech.language=zh", "annotate.au_filter=false", "annotate.max_new_tokens=64"]  # (short answers: CI time)
     summary = run_build(mer2023_sample, tmp_path / "out", load_config(None, settings))
     rows = pd.read_parquet(tmp_path / "out" / "shards").set_index("clip_id")
     expected = pd.read_csv(mer2023_sample / "transcription_en_all.csv").set_index("name")["sentence"]
