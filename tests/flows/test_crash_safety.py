@@ -48,14 +48,14 @@ def crash_input(clips, tmp_path_factory) -> Path:
     return folder
 
 
-def test_a_build_killed_at_four_random_moments_resumes_to_the_same_rows(crash_input, tmp_path):
+def test_a_build_killed_at_three_random_moments_resumes_to_the_same_rows(crash_input, tmp_path):
     started = time.monotonic()
     reference = _build(crash_input, tmp_path / "reference")
     assert reference.wait(timeout=600) == 0, reference.stderr.read().decode()[-2000:]
     duration = time.monotonic() - started
     expected = _rows(tmp_path / "reference")
     rng = random.Random(1234)
-    for point in range(4):  # (each kill and resume costs two builds: four keep CI under its 30 minutes)
+    for point in range(3):  # (each kill and resume costs two builds; the same first moments as with more)
         out = tmp_path / f"killed-{point}"
         victim = _build(crash_input, out)
         moment = rng.uniform(0.3, duration)
