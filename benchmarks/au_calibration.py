@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 
 from merr_builder.config import load_config
-from merr_builder.faces.mediapipe import MediaPipeExtractor
 from merr_builder.faces.stage import FaceAnalyser
 from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 from merr_builder.ingest import ClipSource, probe
@@ -41,7 +40,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. faces.baseline_percentile=0")
     args = parser.parse_args()
     config = load_config(None, args.set)
-    analyser = FaceAnalyser(config.faces, config.media, MediaPipeExtractor())
+    analyser = FaceAnalyser(config.faces, config.media)  # the configured (default) backend
     clips = sorted(args.shared_data.glob("*.mp4")) + sorted(args.shared_data.glob("*.mov"))
     clips += sorted((args.shared_data / "mer2023_sample" / "video").glob("*.mp4"))
     frames, rows = [], []

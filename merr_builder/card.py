@@ -48,11 +48,11 @@ def settings_departures(config: dict) -> list[str]:
     """The departures this build's own settings make (faces and annotate sections of the manifest's config)."""
     faces, annotate = config.get("faces", {}), config.get("annotate", {})
     out = []
-    if faces.get("backend", "mediapipe") == "openface":
+    if faces.get("backend", "litert") == "openface":
         out.append("Facial action units were imported from OpenFace CSVs, as the authors measured them.")
     else:
         out.append(
-            "Facial action units come from MediaPipe FaceLandmarker's 52 blendshapes mapped onto FACS AUs, with the "
+            "Facial action units come from the 52 blendshapes of MediaPipe's face models mapped onto FACS AUs, with the "
             "population's resting face removed and each AU's scale set from py-feat's AU→FaceMesh model chained with "
             "MediaPipe's blendshape model (`merr_builder/facs.py` says how, AU by AU); the authors used OpenFace."
         )

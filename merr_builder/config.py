@@ -64,7 +64,9 @@ class MediaConfig(_Section):
 class FacesConfig(_Section):
     """Faces, facial action units and the emotional peak frame."""
 
-    backend: Literal["mediapipe", "openface", "pyfeat"] = Field("mediapipe", description="AU extractor")
+    backend: Literal["litert", "mediapipe", "openface", "pyfeat"] = Field(
+        "litert", description="AU extractor; litert: MediaPipe's face models called directly, mediapipe: through MediaPipe Tasks"
+    )
     sample_fps: float = Field(5.0, gt=0, le=240, description="frames per second analysed (then every frame near the best)")
     every_frame: bool = Field(False, description="analyse every decoded frame instead of sample_fps")
     landmarker_path: Path | None = Field(None, description="face_landmarker.task; default: found and hash-checked")
@@ -72,8 +74,18 @@ class FacesConfig(_Section):
     openface_dir: Path | None = Field(None, description="folder of OpenFace CSVs named <clip_id>.csv (openface)")
     max_faces: int = Field(8, ge=1, le=32, description="faces analysed per frame")
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
-    crop_margin: float = Field(0.8, ge=0, description="crop margin around a face, in face-box sides")
-    crop_size: int = Field(192, ge=64, description="pixels of the square crop the landmarker sees")
+    detect_every_s: float = Field(
+        0.4, ge=0, description="litert: the detector runs this often (and where a followed face is lost); between, faces are followed by their"
+        " landmarks. 0.4 s: a person in view for 0.8 s is detected twice, as a track needs to count",
+    )
+    min_tracking_presence: float = Field(
+        0.5, gt=0, lt=1, description="litert: a followed face is kept while the landmark model's presence score reaches this (MediaPipe's default)"
+    )
+    frame_cache_mb: int = Field(
+        256, ge=0, description="a clip's decoded frames are kept up to this size (one decode per clip); a longer clip is decoded again near its peak"
+    )
+    crop_margin: float = Field(0.8, ge=0, description="mediapipe: crop margin around a face, in face-box sides")
+    crop_size: int = Field(192, ge=64, description="mediapipe: pixels of the square crop the landmarker sees")
     min_track_share: float = Field(0.2, ge=0, le=1, description="share of face frames a track needs to count")
     peak_method: Literal["sum", "most_frequent"] = Field("sum", description="sum: authors' definition")
     most_frequent_k: int = Field(3, ge=1, le=18, description="AUs summed by peak_method most_frequent")
@@ -91,7 +103,7 @@ class FacesConfig(_Section):
     refine: bool = Field(True, description="search every frame around the best sampled candidates")
     refine_candidates: int = Field(8, ge=1, le=32, description="at most this many sampled frames are refined")
     refine_tolerance: float = Field(
-        0.3, ge=0, le=1, description="refine around sampled frames scoring within this fraction of the best"
+        0.15, ge=0, le=1, description="refine around sampled frames scoring within this fraction of the best held score found"
     )
     peak_frame_max_side: int = Field(1024, ge=64, description="longest side of the stored peak frame")
     face_crop_size: int = Field(224, ge=32, description="side of the stored aligned face crop")

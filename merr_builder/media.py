@@ -110,9 +110,44 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+@dataclass(frozen=True)
+class PackedFrame:
+    """One decoded frame as ffmpeg wrote it: planar I420 (half the bytes of RGB) where both sides are
+    even, RGB otherwise. `frame()` unpacks it."""
+
+    index: int
+    time_s: float
+    data: np.ndarray
+
+    def frame(self) -> Frame:
+        rgb = self.data if self.data.ndim == 3 else cv2.cvtColor(self.data, cv2.COLOR_YUV2RGB_I420)
+        return Frame(self.index, self.time_s, rgb)
+
+
+def iter_packed_frames(clip: ClipInfo) -> Iterator[PackedFrame]:
+    """Every frame of a clip, upright, in one decoding pass, packed: for a stage that reads some frames
+    twice and keeps them rather than decode again."""
+    width, height = clip.width, clip.height
+    times = packet_times(clip.source_path)
+    packed = width % 2 == 0 and height % 2 == 0
+    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", f"scale={width}:{height}"]
+    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p" if packed else "rgb24", "pipe:1"]
+    shape = (height * 3 // 2, width) if packed else (height, width, 3)
+    origin = times[0] if times else 0.0
+    step = 1.0 / clip.fps if clip.fps > 0 else 0.04
+    for n, data in enumerate(_stream_raw(cmd, shape, clip.source_path)):
+        time_s = times[n] - origin if n < len(times) else (times[-1] - origin if times else 0.0) + (n - len(times) + 1) * step
+        yield PackedFrame(n, time_s, data)
+
+
 def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[np.ndarray]:
     """Run ffmpeg writing rgb24 frames to stdout; yield them one at a time."""
-    frame_bytes = width * height * 3
+    return _stream_raw(cmd, (height, width, 3), path)
+
+
+def _stream_raw(cmd: list[str], shape: tuple[int, ...], path: str) -> Iterator[np.ndarray]:
+    """Run ffmpeg writing raw frames of `shape` (uint8) to stdout; yield them one at a time."""
+    frame_bytes = math.prod(shape)
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg cannot block on it
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, bufsize=frame_bytes)
         try:
@@ -121,7 +156,7 @@ def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[
                 buf = proc.stdout.read(frame_bytes)
                 if len(buf) < frame_bytes:
                     break
-                yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(shape)
         finally:
             proc.stdout.close()  # type: ignore[union-attr]
             code = proc.wait()
@@ -131,7 +166,7 @@ def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[
         raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: video does not decode ({_last_line(message)})")
 
 
-def _packet_times(path: str) -> list[float]:
+def packet_times(path: str) -> list[float]:
     """Presentation times of the video packets (one per frame), without decoding; cached per file."""
     stat = os.stat(path)
     return list(_packet_times_cached(path, stat.st_size, stat.st_mtime_ns))
@@ -180,7 +215,7 @@ def iter_frames(clip: ClipInfo, sample_fps: float | None, max_side: int | None =
         yield from iter_frames_between(clip, 0.0, float("inf"), max_side)
         return
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
-    times = _packet_times(clip.source_path)
+    times = packet_times(clip.source_path)
     positions = sample_positions(times, 1.0 / sample_fps)
     vf = f"{_select_every(1.0 / sample_fps)},scale={width}:{height}"
     cmd = [*_FFMPEG, "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
@@ -205,7 +240,7 @@ def iter_frames_in(
     """Every frame whose time lies in any of the windows, in one decoding pass that starts just before
     the first window (input seek lands on a keyframe; -copyts keeps the true times)."""
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
-    times = _packet_times(clip.source_path)
+    times = packet_times(clip.source_path)
     if not times:
         raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the video stream has no frames")
     origin = times[0]

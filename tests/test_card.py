@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from merr_builder.card import write_card
 from merr_builder.layout import CARD, GALLERY, PLOTS
 from merr_builder.facs import AU_NAMES, AU_PRESENCE_THRESHOLD
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class Face:
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None  # (left, right) eye centres, pixels
     head_pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees
     track_id: int = -1  # set by the tracker
+    region: Any = None  # where a backend that follows faces looks for this one in the next frame (litert.Region)
 
 
 @dataclass

@@ -8,6 +8,7 @@ every frame around them (coarse to fine) → peak frame, aligned face crop, AU w
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -26,7 +27,8 @@ from merr_builder.faces.tracking import (
 )  # fmt: skip
 from merr_builder.records import ClipInfo
 from merr_builder.media import (
-    AUDIO_SAMPLE_RATE, ClipAudio, Frame, encode_jpeg, iter_frames, iter_frames_between, iter_frames_in, map_clips_with_audio, scaled_size,
+    AUDIO_SAMPLE_RATE, ClipAudio, Frame, PackedFrame, packet_times, encode_jpeg, iter_frames_between, iter_frames_in,
+    iter_packed_frames, map_clips_with_audio, sample_positions, scaled_size,
 )  # fmt: skip
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult
 from merr_builder.schema import FACES_SCHEMA
@@ -35,6 +37,13 @@ from merr_builder.stage import PartitionBatch
 
 def make_extractor(config: FacesConfig) -> AUExtractor:
     """One extractor (one model load) per stage instance, i.e. per worker process."""
+    if config.backend == "litert":
+        from merr_builder.faces.litert import LiteRTExtractor
+
+        return LiteRTExtractor(
+            config.landmarker_path, config.detector_path, config.max_faces,
+            config.min_detection_confidence, config.min_tracking_presence, config.detect_every_s,
+        )  # fmt: skip
     if config.backend == "mediapipe":
         from merr_builder.faces.mediapipe import MediaPipeExtractor
 
@@ -61,7 +70,24 @@ class _Peak:
     time_s: float
     score: float  # the AU sum the expression holds (faces.peak_hold_s)
     face: Face
-    rgb: np.ndarray | None  # the frame, when it was decoded already
+    rgb: np.ndarray  # the frame
+    centre: int  # the frame whose hold window scores `score` (the peak frame is that window's lowest)
+
+
+@dataclass
+class Evidence:
+    """One clip's analysis (FaceAnalyser.evidence): `series` is the main face's AUs per analysed frame,
+    relative to its `baseline`; `weights` say which AUs the peak score sums."""
+
+    frames: list[FrameFaces]
+    main: MainFace
+    people: int
+    series: np.ndarray
+    faces: list[Face | None]
+    baseline: np.ndarray
+    weights: np.ndarray
+    peak: _Peak
+    n_with_face: int
 
 
 @dataclass
@@ -72,6 +98,7 @@ class _Seen:
     time_s: float
     score: float
     face: Face | None
+    refined: bool = False  # read in a refinement window
 
 
 def aligned_face(rgb: np.ndarray, face: Face, size: int, margin: float = 1.3) -> np.ndarray:
@@ -118,6 +145,50 @@ def _face_stats(series: np.ndarray, faces: list[Face | None]) -> list[float]:
     return [float(v) for v in np.concatenate(parts)]
 
 
+class ClipFrames:
+    """A clip's frames for the analysis, decoded once: the sampled ones handed out as the decoder reaches
+    them, and every frame kept (packed as I420) while the clip fits in `budget_bytes` (faces.frame_cache_mb), so
+    that the refinement windows and the peak frame need no second decode. A clip too long for the budget
+    is decoded again for them (bounded memory)."""
+
+    def __init__(self, clip: ClipInfo, sample_fps: float | None, budget_bytes: int) -> None:
+        self.clip = clip
+        self.sample_fps = sample_fps
+        self.budget = budget_bytes
+        self.kept: list[PackedFrame] | None = []
+
+    def sampled(self) -> Iterator[Frame]:
+        wanted = None if self.sample_fps is None else set(sample_positions(packet_times(self.clip.source_path), 1.0 / self.sample_fps))
+        held = 0
+        for packed in iter_packed_frames(self.clip):
+            if self.kept is not None:
+                held += packed.data.nbytes
+                self.kept.append(packed)
+                if held > self.budget:
+                    self.kept = None  # too long to keep: the windows are decoded again
+            if wanted is None or packed.index in wanted:
+                yield packed.frame()
+
+    def in_windows(self, windows: list[tuple[float, float]]) -> Iterator[Frame]:
+        """Every frame whose time lies in one of the windows, in order."""
+        if self.kept is None:
+            yield from iter_frames_in(self.clip, windows)
+            return
+        for packed in self.kept:
+            if any(a - 1e-6 <= packed.time_s <= b + 1e-6 for a, b in windows):
+                yield packed.frame()
+
+    def at(self, index: int, time_s: float) -> np.ndarray:
+        """The pixels of frame `index` (at `time_s`)."""
+        if self.kept is not None and index < len(self.kept) and self.kept[index].index == index:
+            return self.kept[index].frame().rgb
+        half = 0.5 / self.clip.fps  # the sampled time may fall between two frames: take the nearest
+        frames = list(iter_frames_between(self.clip, max(0.0, time_s - half), time_s + half))
+        if not frames:
+            raise ClipError(ErrorKind.DECODE_ERROR, f"{self.clip.source_path}: the peak frame at {time_s:.3f} s does not decode")
+        return min(frames, key=lambda f: abs(f.time_s - time_s)).rgb
+
+
 class FaceAnalyser:
     """The per-clip analysis, shared by the stage and the benchmarks."""
 
@@ -128,9 +199,14 @@ class FaceAnalyser:
         self.classifier = ExpressionClassifier() if faces.expression_classifier else None
 
     def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
+        e = self.evidence(clip, audio)
+        return self._row(clip, e.frames, e.main, e.people, e.series, e.faces, e.baseline, e.peak, e.n_with_face)
+
+    def evidence(self, clip: ClipInfo, audio: ClipAudio | None) -> "Evidence":
+        """The analysed frames, the main face and its AU series, the peak: what the row is written from."""
         cfg = self.config
-        frames_in = iter_frames(clip, None if self.config.every_frame else self.config.sample_fps) if self.extractor.needs_frames else iter(())
-        coarse = self.extractor.analyse(clip, frames_in)
+        frames = ClipFrames(clip, None if cfg.every_frame else cfg.sample_fps, cfg.frame_cache_mb * 2**20)
+        coarse = self.extractor.analyse(clip, frames.sampled() if self.extractor.needs_frames else iter(()))
         assign_tracks(coarse)
         drop_glimpses(coarse)
         n_with_face = sum(1 for f in coarse if f.faces)
@@ -141,7 +217,10 @@ class FaceAnalyser:
                 f"({'every frame' if self.config.every_frame else f'{self.config.sample_fps:g} per second'})",
             )
         step = 1.0 / self.config.sample_fps
-        speaking = speech_activity(audio.blocks() if audio else None, AUDIO_SAMPLE_RATE, [f.time_s for f in coarse], step)
+        times = [f.time_s for f in coarse]
+        several = len({face.track_id for frame in coarse for face in frame.faces}) > 1
+        # Speech matters only to choose between faces: a clip of one face needs no audio decode.
+        speaking = speech_activity(audio.blocks() if audio and several else None, AUDIO_SAMPLE_RATE, times, step)
         main = choose_main_face(coarse, clip.width * clip.height, speaking, cfg.min_track_share)
         series, faces = _series(coarse, main.track_id)  # type: ignore[arg-type]
         baseline = (
@@ -151,11 +230,11 @@ class FaceAnalyser:
         series = relative(series, baseline)
         weights = au_weights(series, cfg.peak_method, cfg.most_frequent_k, cfg.exclude_aus)
         scores = frame_scores(series, weights, cfg.smooth_window)
-        peak = self._peak(clip, coarse, faces, scores, weights, baseline, step)
+        peak = self._peak(clip, frames, coarse, faces, scores, weights, baseline, step)
         people = len({face.track_id for frame in coarse for face in frame.faces})
-        return self._row(clip, coarse, main, people, series, faces, baseline, peak, n_with_face)
+        return Evidence(coarse, main, people, series, faces, baseline, weights, peak, n_with_face)
 
-    def _peak(self, clip, coarse, faces, scores, weights, baseline, step) -> _Peak:  # type: ignore[no-untyped-def]
+    def _peak(self, clip, frames, coarse, faces, scores, weights, baseline, step) -> _Peak:  # type: ignore[no-untyped-def]
         """The frame whose AU sum is highest and holds over `peak_hold_s` (a one-frame landmark spike
         holds nothing). Coarse to fine: the best sampled frames are candidates, and every frame around
         them is analysed, with enough frames beyond each to check the hold. Sampled frames that score
@@ -172,25 +251,36 @@ class FaceAnalyser:
             new = [p for p in ranked if scores[p] >= (1.0 - self.config.refine_tolerance) * target and p not in refined]
             if not new:
                 break
-            self._refine(clip, coarse, faces, new, baseline, weights, step, half_hold, seen, verified, pixels)
+            self._refine(clip, frames, coarse, faces, new, baseline, weights, step, half_hold, seen, verified, pixels)
             refined.update(new)
             held = self._held(seen, half_hold)
             target = max((held[i] for i in verified if not np.isnan(held[i])), default=float("nan"))
             if np.isnan(target):
                 break
         held = self._held(seen, half_hold)
-        pool = [i for i in (verified or seen) if not np.isnan(held[i])] or [i for i in seen if not np.isnan(seen[i].score)]
-        best = max(pool, key=lambda i: (held[i] if not np.isnan(held[i]) else seen[i].score, -i))
+        pool = [i for i in (verified or seen) if not np.isnan(held[i])]
+        if pool:
+            centre = max(pool, key=lambda i: (held[i], -i))
+            # The frame reported is the one whose reading the window holds (its lowest): a lone spike's
+            # window is held by a calm neighbour, so the spike's own AUs never describe the clip.
+            window = [j for j in range(centre - half_hold, centre + half_hold + 1) if j in seen and not np.isnan(seen[j].score)]
+            best = min(window, key=lambda j: (seen[j].score, j))
+            score = held[centre]
+        else:
+            best = centre = max((i for i in seen if not np.isnan(seen[i].score)), key=lambda i: (seen[i].score, -i))
+            score = seen[best].score
         chosen = seen[best]
-        return _Peak(chosen.frame_index, chosen.time_s, held[best] if not np.isnan(held[best]) else chosen.score,
-                     chosen.face, pixels.get(best))  # type: ignore[arg-type]  # fmt: skip
+        rgb = pixels.get(best)
+        if rgb is None:
+            rgb = frames.at(chosen.frame_index, chosen.time_s)
+        return _Peak(chosen.frame_index, chosen.time_s, score, chosen.face, rgb, centre)  # type: ignore[arg-type]
 
     @staticmethod
     def _held(seen: dict[int, _Seen], half_hold: int) -> dict[int, float]:
         order = sorted(seen)
         return dict(zip(order, held_scores(order, [seen[i].score for i in order], half_hold)))
 
-    def _refine(self, clip, coarse, faces, positions, baseline, weights, step, half_hold, seen, verified, pixels) -> None:  # type: ignore[no-untyped-def]
+    def _refine(self, clip, frames, coarse, faces, positions, baseline, weights, step, half_hold, seen, verified, pixels) -> None:  # type: ignore[no-untyped-def]
         """Analyse every frame whose nearest sampled frame is one of `positions` (within half a step of
         it), plus the hold on either side, in one decoding pass. The main face there is the detection
         nearest to where it was in the nearest sampled frame, analysed exactly as the sampled ones were.
@@ -198,15 +288,24 @@ class FaceAnalyser:
         almost always; otherwise it is decoded once more)."""
         reach = step / 2 + half_hold / clip.fps + 1e-6
         windows = [(max(0.0, coarse[p].time_s - reach), coarse[p].time_s + reach) for p in positions]
-        for frame in iter_frames_in(clip, windows):
-            if frame.index not in seen:
+        previous: _Seen | None = None
+        # A backend that follows faces reads a frame through the region of the frame before; there the
+        # sampled frames are read again inside the windows, so every score that can make the peak comes
+        # from one unbroken run of frames, as an every-frame analysis would read it.
+        reread = getattr(self.extractor, "follows_faces", False)
+        for frame in frames.in_windows(windows):
+            if frame.index not in seen or (reread and not seen[frame.index].refined):
                 nearest = min(positions, key=lambda p: abs(coarse[p].time_s - frame.time_s))
-                face = self._face_near(clip, frame, faces[nearest])
+                # The face is followed from the frame before where that one was just analysed (nearer in
+                # time than the sampled frame, so a face that moves is not lost).
+                follow = previous.face if previous and previous.frame_index == frame.index - 1 and previous.face else faces[nearest]
+                face = self._face_near(clip, frame, follow)
                 score = float(relative(face.aus, baseline) @ weights) if face is not None else float("nan")
-                seen[frame.index] = _Seen(frame.index, frame.time_s, score, face)
+                seen[frame.index] = _Seen(frame.index, frame.time_s, score, face, refined=True)
+            previous = seen[frame.index]
             if any(abs(coarse[p].time_s - frame.time_s) <= step / 2 + 1e-6 for p in positions):
                 verified.add(frame.index)
-                if not np.isnan(seen[frame.index].score):
+                if not np.isnan(seen[frame.index].score) and frames.kept is None:
                     pixels[frame.index] = frame.rgb
                     if len(pixels) > KEEP_PIXELS:
                         del pixels[min(pixels, key=lambda i: seen[i].score)]
@@ -218,17 +317,8 @@ class FaceAnalyser:
             return near(frame.rgb, reference)
         return nearest_face(self.extractor.analyse(clip, [frame])[0].faces, reference)
 
-    def _peak_frame(self, clip: ClipInfo, peak: _Peak) -> np.ndarray:
-        if peak.rgb is not None:
-            return peak.rgb
-        half = 0.5 / clip.fps  # the sampled time may fall between two frames: take the nearest
-        frames = list(iter_frames_between(clip, max(0.0, peak.time_s - half), peak.time_s + half))
-        if not frames:
-            raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the peak frame at {peak.time_s:.3f} s does not decode")
-        return min(frames, key=lambda f: abs(f.time_s - peak.time_s)).rgb
-
     def _row(self, clip, coarse, main: MainFace, people: int, series, faces, baseline, peak: _Peak, n_with_face: int) -> dict:  # type: ignore[no-untyped-def]
-        rgb = self._peak_frame(clip, peak)
+        rgb = peak.rgb
         frame_h, frame_w = rgb.shape[:2]
         full_w, full_h = scaled_size(frame_w, frame_h, self.config.peak_frame_max_side)
         resized = cv2.resize(rgb, (full_w, full_h), interpolation=cv2.INTER_AREA) if full_w != frame_w else rgb
@@ -274,7 +364,7 @@ class FacesStage:
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
-    version = "3"  # 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
+    version = "4"  # 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
     config_section = "faces"
     output_schema = FACES_SCHEMA
 
@@ -287,7 +377,7 @@ class FacesStage:
             {"expression_classifier": describe(FACE_EXPRESSION_CLASSIFIER, locate(FACE_EXPRESSION_CLASSIFIER))}
             if config.faces.expression_classifier else {}
         )  # fmt: skip
-        if config.faces.backend != "mediapipe":
+        if config.faces.backend not in ("litert", "mediapipe"):
             return classifier
         return classifier | {
             "face_landmarker": describe(FACE_LANDMARKER, locate(FACE_LANDMARKER, config.faces.landmarker_path)),

@@ -5,7 +5,7 @@ from merr_builder.faces.expression import NO_MOVEMENT, describe_expression, pseu
 from merr_builder.facs import (
     AU_NAMES, AU_PHRASES, AU_SCALE, BLENDSHAPE_NAMES, BLENDSHAPE_REST, BLENDSHAPE_TO_AU, EMOTION_PROTOTYPES,
 )  # fmt: skip
-from merr_builder.faces.mediapipe import blendshapes_to_aus
+from merr_builder.faces.face_mesh import blendshapes_to_aus
 from merr_builder.labels import MERR_LABELS
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from merr_builder.config import BuildConfig
-from merr_builder.faces.mediapipe import MediaPipeExtractor
 from merr_builder.faces.peak import au_weights, best_positions, frame_scores, held_scores, hold_frames
 from merr_builder.faces.stage import FaceAnalyser
 from merr_builder.facs import AU_NAMES
@@ -45,7 +44,7 @@ def test_a_held_score_is_the_lowest_over_the_window():
 @pytest.fixture(scope="module")
 def analyser():
     config = BuildConfig()
-    return FaceAnalyser(config.faces, config.media, MediaPipeExtractor())
+    return FaceAnalyser(config.faces, config.media)  # the default backend
 
 
 @pytest.fixture(scope="module")

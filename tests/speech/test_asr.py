@@ -1,7 +1,6 @@
 """ASR on real speech: espeak-ng sentences muxed onto the sample clips, and the MER2023 clips."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

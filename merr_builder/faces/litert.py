@@ -1,0 +1,322 @@
+"""Default face backend: MediaPipe's face models called directly through LiteRT (one thread, XNNPACK).
+
+The same networks as the Tasks backend (`mediapipe.py`): the full-range BlazeFace detector, and the
+landmark and blendshape models of the pinned face_landmarker.task. What the Tasks graph adds and this
+leaves out: the short-range detector it runs again on every face crop we already found, an intermediate
+crop (the landmark input is cut from the frame in one warp), and the graph's threads. And as MediaPipe's
+own video mode does, a face is followed from one analysed frame to the next through the region its
+landmarks give, so the detector runs only every `detect_every_s`, where a face is lost, and where no face
+is followed; refinement frames (faces/stage.py) follow the face the same way and run no detector.
+
+Following MediaPipe's graphs (google-ai-edge/mediapipe, tasks/cc/vision/face_detector and
+face_landmarker): the detector's input (letterboxed to 192 px, -1..1), anchors (48x48, one per cell),
+box and keypoint decoding and weighted non-maximum suppression; the landmark region (1.5 times the face's
+longer side, turned so the eyes are level: detection keypoints 0 and 1, or landmarks 33 and 263); the
+landmark input (0..1, edges replicated); the presence score (sigmoid of the second output); the
+blendshape input (146 landmarks' x, y; the model is blind to scale and position). Two things are
+measured rather than reproduced: the Tasks backend takes its region from a second, short-range detector
+run on the face crop, and that region is placed here from the face's own landmarks
+(LANDMARK_REGION_*); the head pose is a similarity fit of the canonical face in the same bundle
+(face_mesh.fitted_head_pose). tests/faces/test_litert.py holds the AUs, head pose and face-found share
+against the Tasks backend on the shared clips.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, locate
+from merr_builder.facs import BLENDSHAPE_NAMES
+from merr_builder.faces.face_mesh import (
+    DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, fitted_head_pose, task_member,
+)  # fmt: skip
+from merr_builder.faces.protocol import Face, FrameFaces
+from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
+from merr_builder.media import Frame
+from merr_builder.records import ClipInfo
+
+# The 146 of the 478 landmarks the blendshape model reads, in its input order (face_blendshapes_graph.cc).
+BLENDSHAPE_LANDMARKS = np.array([
+    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70,
+    78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149,
+    150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195,
+    197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300,
+    308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375,
+    377, 378, 379, 380, 381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454,
+    466, 468, 469, 470, 471, 472, 473, 474, 475, 476, 477,
+])  # fmt: skip
+# The landmark region is this many times the face's longer side (face detector and landmarks graphs).
+REGION_SCALE = 1.5
+# The Tasks backend's region comes from the short-range detector's box on the face crop. From a face's
+# landmarks, the same region lies this far below the landmarks' box centre and is this much smaller (in
+# sides of the landmarks' box; medians over 219 faces of the shared clips, sd 0.03 and 0.04). It matters:
+# browInnerUp moves by about 0.4 AU01 per 7 % of region size.
+LANDMARK_REGION_DROP = 0.045
+LANDMARK_REGION_SIDE = 0.915
+# Full-range BlazeFace (face_detection_full_range.pbtxt): 192 px input, one anchor per cell of a 48x48 grid,
+# 6 keypoints, weighted non-maximum suppression at IoU 0.3.
+DETECTOR_SIDE = 192
+DETECTOR_GRID = 48
+NMS_IOU = 0.3
+LANDMARK_SIDE = 256
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where the landmark model looks: a square of `side` pixels centred at (cx, cy), turned by `angle`
+    radians (clockwise in the image) so the eyes lie level in the model's input."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float
+
+    @classmethod
+    def around(cls, box: tuple[float, float, float, float], eye_from: np.ndarray, eye_to: np.ndarray) -> "Region":
+        """The region of a detector's face box (x, y, w, h) whose eye line runs from `eye_from` (image
+        left) to `eye_to`."""
+        x, y, w, h = box
+        dx, dy = eye_to[0] - eye_from[0], eye_to[1] - eye_from[1]
+        return cls(x + w / 2, y + h / 2, REGION_SCALE * max(w, h, 1.0), float(np.arctan2(dy, dx)))
+
+    @classmethod
+    def of_landmarks(cls, points: np.ndarray, side: float | None = None) -> "Region":
+        """The region of a face from its 478 landmarks: the one the Tasks backend's detector would give
+        (LANDMARK_REGION_*), eyes level by landmarks 33 and 263. `side`: keep this size (a followed face:
+        the landmarks' box of a turned head swings from frame to frame, and fed back as the next region's
+        size it makes the readings swing with it)."""
+        lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+        extent = float(max(hi - lo))
+        (x0, y0), (x1, y1) = points[33, :2], points[263, :2]
+        return cls(float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2 + LANDMARK_REGION_DROP * extent,
+                   side or REGION_SCALE * LANDMARK_REGION_SIDE * max(extent, 1.0), float(np.arctan2(y1 - y0, x1 - x0)))  # fmt: skip
+
+    def sized_to(self, box: tuple[float, float, float, float]) -> "Region":
+        """This region with the size a face of landmark box `box` gets (where it is detected again)."""
+        return Region(self.cx, self.cy, REGION_SCALE * LANDMARK_REGION_SIDE * max(box[2], box[3], 1.0), self.angle)
+
+    def to_frame(self, size: int) -> np.ndarray:
+        """The 2x3 affine map from the model's input pixels (size x size) to frame pixels."""
+        k = self.side / size
+        c, s = np.cos(self.angle) * k, np.sin(self.angle) * k
+        half = size / 2
+        return np.array([[c, -s, self.cx - c * half + s * half], [s, c, self.cy - s * half - c * half]])
+
+
+def _anchors() -> np.ndarray:
+    centres = (np.arange(DETECTOR_GRID) + 0.5) / DETECTOR_GRID
+    y, x = np.meshgrid(centres, centres, indexing="ij")
+    return np.stack([x.ravel(), y.ravel()], axis=1)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100.0, 100.0)))
+
+
+@dataclass
+class Detection:
+    box: tuple[float, float, float, float]  # x, y, w, h in frame pixels
+    score: float
+    keypoints: np.ndarray  # 6 x 2, frame pixels: eyes (image left first), nose, mouth, ear regions
+
+
+class LiteRTExtractor:
+    name = "litert"
+    needs_frames = True
+    follows_faces = True  # a frame is read through the region of the frame before (faces/stage.py reads on)
+    person_normalised = False  # per frame; the stage removes the person's resting face
+
+    def __init__(
+        self,
+        landmarker_path: Path | None = None,
+        detector_path: Path | None = None,
+        max_faces: int = 8,
+        min_detection_confidence: float = 0.5,
+        min_tracking_presence: float = 0.5,
+        detect_every_s: float = 0.4,
+    ) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.landmarker_file = locate(FACE_LANDMARKER, landmarker_path)
+        self.detector_file = locate(FACE_DETECTOR_FULL_RANGE, detector_path)
+        self.max_faces = max_faces
+        self.min_detection_confidence = min_detection_confidence
+        self.min_tracking_presence = min_tracking_presence
+        self.detect_every_s = detect_every_s
+        self._anchors = _anchors()
+
+        def interpreter(content: bytes):  # type: ignore[no-untyped-def]
+            model = Interpreter(model_content=content, num_threads=1)
+            model.allocate_tensors()
+            return model, model.get_input_details()[0]["index"], {d["name"]: d["index"] for d in model.get_output_details()}
+
+        self._detector = interpreter(self.detector_file.read_bytes())
+        self._landmarks = interpreter(task_member(self.landmarker_file, "face_landmarks_detector.tflite"))
+        self._blendshapes = interpreter(task_member(self.landmarker_file, "face_blendshapes.tflite"))
+        self._lock = threading.Lock()  # interpreters' tensors are not shared between threads
+
+    @staticmethod
+    def _run(model, tensor: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+        interpreter, input_index, outputs = model
+        interpreter.set_tensor(input_index, tensor)
+        interpreter.invoke()
+        return {name: interpreter.get_tensor(index) for name, index in outputs.items()}
+
+    # --- the detector --------------------------------------------------------------------------------
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Every face the full-range detector finds in one RGB frame, best first."""
+        check_frame(rgb)
+        height, width = rgb.shape[:2]
+        scale = DETECTOR_SIDE / max(height, width)  # letterboxed: the frame fitted in, centred, zero borders
+        fitted_w, fitted_h = max(1, round(width * scale)), max(1, round(height * scale))
+        pad_x, pad_y = (DETECTOR_SIDE - fitted_w) / 2, (DETECTOR_SIDE - fitted_h) / 2
+        canvas = np.full((DETECTOR_SIDE, DETECTOR_SIDE, 3), -1.0, dtype=np.float32)  # black borders
+        resized = cv2.resize(rgb, (fitted_w, fitted_h), interpolation=cv2.INTER_LINEAR)  # as MediaPipe's warp
+        top, left = int(pad_y), int(pad_x)
+        canvas[top : top + fitted_h, left : left + fitted_w] = resized.astype(np.float32) / 127.5 - 1.0
+        with self._lock:
+            out = self._run(self._detector, canvas[None])
+        raw_boxes, raw_scores = out["Identity"][0], out["Identity_1"][0, :, 0]
+        scores = _sigmoid(raw_scores)
+        keep = np.flatnonzero(scores >= self.min_detection_confidence)
+        if not len(keep):
+            return []
+        raw, anchor = raw_boxes[keep] / DETECTOR_SIDE, self._anchors[keep]
+        centre = raw[:, :2] + anchor
+        size = raw[:, 2:4]
+        points = raw[:, 4:16].reshape(-1, 6, 2) + anchor[:, None, :]
+        # From the letterboxed square (0..1) back to frame pixels.
+        to_frame = np.array([DETECTOR_SIDE / scale, DETECTOR_SIDE / scale])
+        offset = np.array([left / DETECTOR_SIDE, top / DETECTOR_SIDE]) * to_frame
+        boxes = np.concatenate([(centre - size / 2) * to_frame - offset, size * to_frame], axis=1)
+        points = points * to_frame - offset
+        return self._suppressed(boxes, scores[keep], points)
+
+    @staticmethod
+    def _suppressed(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray) -> list[Detection]:
+        """Weighted non-maximum suppression (MediaPipe's WEIGHTED): each best remaining box absorbs those
+        overlapping it by more than NMS_IOU, its box and keypoints the score-weighted mean of them all."""
+        order = list(np.argsort(-scores, kind="stable"))
+        found: list[Detection] = []
+        while order:
+            best = order[0]
+            group = [i for i in order if i == best or iou(tuple(boxes[best]), tuple(boxes[i])) > NMS_IOU]
+            weights = scores[group] / scores[group].sum()
+            box = tuple(float(v) for v in weights @ boxes[group])
+            found.append(Detection(box, float(scores[best]), np.tensordot(weights, points[group], axes=1)))  # type: ignore[arg-type]
+            order = [i for i in order if i not in group]
+        return found
+
+    # --- landmarks and blendshapes -------------------------------------------------------------------
+
+    def _mesh(self, rgb: np.ndarray, region: Region, detected: bool) -> tuple[np.ndarray, float] | None:
+        """478 landmarks (frame pixels, z in the same units) and the presence score in `region`, or None
+        where the model sees no face there. A face the detector found needs MIN_FACE_PRESENCE (and gets a
+        contrast-enhanced retry: dark scenes); a followed face needs `min_tracking_presence`, since no
+        detector vouches for it (MediaPipe's min_tracking_confidence: dim frames otherwise keep a face
+        that is no longer readable)."""
+        matrix = region.to_frame(LANDMARK_SIDE)
+        crop = cv2.warpAffine(rgb, matrix, (LANDMARK_SIDE, LANDMARK_SIDE),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        for attempt in (crop, enhanced(crop)) if detected else (crop,):
+            with self._lock:
+                out = self._run(self._landmarks, (attempt.astype(np.float32) / 255.0)[None])
+            presence = float(_sigmoid(out["Identity_1"].ravel()[:1])[0])
+            if presence >= (MIN_FACE_PRESENCE if detected else self.min_tracking_presence):
+                model_points = out["Identity"].reshape(-1, 3).astype(np.float64)
+                points = np.empty_like(model_points)
+                points[:, :2] = model_points[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+                points[:, 2] = model_points[:, 2] * region.side / LANDMARK_SIDE
+                return points, presence
+        return None
+
+    def _face(self, rgb: np.ndarray, region: Region, confidence: float | None, detected: bool) -> Face | None:
+        """The face in `region`. A detector's region is landmarked once more in the region its first
+        landmarks give, so that every frame's face is read through the same geometry, and that region's
+        size is kept while the face is followed."""
+        mesh = self._mesh(rgb, region, detected)
+        if mesh is not None and detected:
+            mesh = self._mesh(rgb, Region.of_landmarks(mesh[0]), detected) or mesh
+        if mesh is None:
+            return None
+        points, presence = mesh
+        with self._lock:
+            out = self._run(self._blendshapes, points[BLENDSHAPE_LANDMARKS, :2].astype(np.float32)[None])
+        scores = dict(zip(BLENDSHAPE_NAMES, (float(v) for v in next(iter(out.values())).ravel())))
+        pose = fitted_head_pose(points, self.landmarker_file)
+        face = face_from_mesh(points, scores, presence if confidence is None else confidence, pose, self.landmarker_file)
+        # Where to look in the next frame: the size is set where the face was detected.
+        face.region = Region.of_landmarks(points, None if detected else region.side)
+        return face
+
+    # --- frames ----------------------------------------------------------------------------------------
+
+    def faces_in(self, rgb: np.ndarray) -> list[Face]:
+        """Every face of one RGB frame that the landmark model confirms, found by the detector."""
+        return self._detected(rgb, [])
+
+    def _detected(self, rgb: np.ndarray, kept: list[Face]) -> list[Face]:
+        """`kept` plus every detected face not already among them (best detections first)."""
+        faces = list(kept)
+        for detection in self.detect(rgb):
+            if len(faces) >= self.max_faces:
+                break
+            if any(iou(detection.box, face.box) > DUPLICATE_IOU for face in faces):
+                continue  # a face already followed here
+            region = Region.around(detection.box, detection.keypoints[0], detection.keypoints[1])
+            face = self._face(rgb, region, detection.score, detected=True)
+            if face is not None and not any(iou(face.box, other.box) > DUPLICATE_IOU for other in faces):
+                faces.append(face)
+        return faces
+
+    def followed(self, rgb: np.ndarray, previous: list[Face]) -> tuple[list[Face], bool]:
+        """The faces of `previous` (a nearby earlier frame) looked for where their landmarks were; and
+        whether every one of them was found again."""
+        check_frame(rgb)
+        faces: list[Face] = []
+        for face in previous:
+            found = self._face(rgb, face.region, face.confidence, detected=False) if face.region else None
+            if found is not None and not any(iou(found.box, other.box) > DUPLICATE_IOU for other in faces):
+                faces.append(found)
+        return faces, len(faces) == len(previous)
+
+    def face_near(self, rgb: np.ndarray, reference: Face, max_shift: float = NEAR_SHIFT) -> Face | None:
+        """The face of `reference` (a nearby frame's) in this frame, followed by its landmark region; the
+        detector runs only where it is lost there."""
+        followed, _ = self.followed(rgb, [reference])
+        if followed and centre_distance(followed[0].box, reference.box) < max_shift:
+            return followed[0]
+        by_distance = sorted((centre_distance(d.box, reference.box), i, d) for i, d in enumerate(self.detect(rgb)))
+        for distance, _, detection in by_distance:
+            if distance >= max_shift:
+                break
+            region = Region.around(detection.box, detection.keypoints[0], detection.keypoints[1])
+            found = self._face(rgb, region, detection.score, detected=True)
+            if found is not None and centre_distance(found.box, reference.box) < max_shift:
+                return found
+        return None
+
+    def analyse(self, clip: ClipInfo | None, frames: Iterable[Frame]) -> list[FrameFaces]:
+        """The faces of each frame: the detector on the first frame, every `detect_every_s` after it, and
+        wherever a followed face is lost or none is followed; in between, each face is looked for where
+        its landmarks were in the frame before."""
+        analysed: list[FrameFaces] = []
+        previous: list[Face] = []
+        last_detection = float("-inf")
+        for frame in frames:
+            faces, all_found = self.followed(frame.rgb, previous) if previous else ([], False)
+            if not all_found or frame.time_s - last_detection >= self.detect_every_s - 1e-6:
+                for face in faces:  # the followed faces' regions take their present size
+                    face.region = face.region.sized_to(face.box)
+                faces = self._detected(frame.rgb, faces)
+                last_detection = frame.time_s
+            analysed.append(FrameFaces(frame.index, frame.time_s, faces))
+            previous = faces
+        return analysed
