@@ -199,6 +199,11 @@ def sample_positions(times: list[float], step: float) -> list[int]:
     return chosen
 
 
+def sampled_indices(clip: ClipInfo, sample_fps: float | None) -> set[int] | None:
+    """The indices of the frames sampling at `sample_fps` takes (None: every frame)."""
+    return None if sample_fps is None else set(sample_positions(packet_times(clip.source_path), 1.0 / sample_fps))
+
+
 def _select_every(step: float) -> str:
     # ld(0) holds the next grid time; st() stores the one after the frame taken and returns it (> 0).
     return (

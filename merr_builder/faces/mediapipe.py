@@ -47,6 +47,7 @@ def padded_square_crop(rgb: np.ndarray, box: tuple[float, float, float, float], 
 class MediaPipeExtractor:
     name = "mediapipe"
     needs_frames = True
+    follows_faces = False  # every frame is read on its own
     person_normalised = False  # per frame; the stage removes the person's resting face
 
     def __init__(

@@ -82,6 +82,7 @@ def _face(value: dict[str, float], has_landmarks: bool) -> Face:
 class OpenFaceExtractor:
     name = "openface"
     needs_frames = False
+    follows_faces = False
     person_normalised = True  # OpenFace's video AU models normalise each person themselves
 
     def __init__(self, csv_dir: Path) -> None:

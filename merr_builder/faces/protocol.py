@@ -40,6 +40,7 @@ class AUExtractor(Protocol):
 
     name: ClassVar[str]
     needs_frames: ClassVar[bool]
+    follows_faces: ClassVar[bool]  # True: a frame is read through the face's region in the frame before
     person_normalised: ClassVar[bool]  # True: intensities are already relative to the person's resting face
 
     def analyse(self, clip: ClipInfo, frames: Iterable[Frame]) -> list[FrameFaces]:

@@ -29,6 +29,7 @@ class PyFeatUnavailable(RuntimeError):
 class PyFeatExtractor:
     name = "pyfeat"
     needs_frames = True
+    follows_faces = False  # every frame is read on its own
     person_normalised = False  # per frame; the stage removes the person's resting face
 
     def __init__(self, device: str = "cpu") -> None:

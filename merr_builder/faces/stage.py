@@ -27,8 +27,8 @@ from merr_builder.faces.tracking import (
 )  # fmt: skip
 from merr_builder.records import ClipInfo
 from merr_builder.media import (
-    AUDIO_SAMPLE_RATE, ClipAudio, Frame, PackedFrame, packet_times, encode_jpeg, iter_frames_between, iter_frames_in,
-    iter_packed_frames, map_clips_with_audio, sample_positions, scaled_size,
+    AUDIO_SAMPLE_RATE, ClipAudio, Frame, PackedFrame, encode_jpeg, iter_frames_between, iter_frames_in,
+    iter_packed_frames, map_clips_with_audio, sampled_indices, scaled_size,
 )  # fmt: skip
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult
 from merr_builder.schema import FACES_SCHEMA
@@ -158,7 +158,7 @@ class ClipFrames:
         self.kept: list[PackedFrame] | None = []
 
     def sampled(self) -> Iterator[Frame]:
-        wanted = None if self.sample_fps is None else set(sample_positions(packet_times(self.clip.source_path), 1.0 / self.sample_fps))
+        wanted = sampled_indices(self.clip, self.sample_fps)
         held = 0
         for packed in iter_packed_frames(self.clip):
             if self.kept is not None:
@@ -292,7 +292,7 @@ class FaceAnalyser:
         # A backend that follows faces reads a frame through the region of the frame before; there the
         # sampled frames are read again inside the windows, so every score that can make the peak comes
         # from one unbroken run of frames, as an every-frame analysis would read it.
-        reread = getattr(self.extractor, "follows_faces", False)
+        reread = self.extractor.follows_faces
         for frame in frames.in_windows(windows):
             if frame.index not in seen or (reread and not seen[frame.index].refined):
                 nearest = min(positions, key=lambda p: abs(coarse[p].time_s - frame.time_s))

@@ -118,12 +118,18 @@ class Protocol:
     score: Callable[[list[str], list[str]], dict]  # truth, predictions → metrics
     max_new_tokens: int
     headline: tuple[str, ...]  # the metrics `merr eval` prints
+    truth: Callable[[str], str] = lambda label: label  # a row's label → the label scored against
+
+
+def _last_word(label: str) -> str:
+    """eval_emotion.py: `targets[j].split(" ")[-1]` (the target is the label word itself here)."""
+    return label.split(" ")[-1]
 
 
 PROTOCOLS = {
     "merr": Protocol("merr", parse_label, metrics, 16, ("accuracy", "weighted_f1", "uar", "war")),
     "emotion-llama": Protocol("emotion-llama", parse_label_as_emotion_llama, emotion_llama_metrics, 500,
-                              ("accuracy", "precision", "recall", "f1")),  # fmt: skip
+                              ("accuracy", "precision", "recall", "f1"), _last_word),  # fmt: skip
 }
 
 
@@ -182,8 +188,7 @@ def score(predictions: list[dict], out_dir: Path, protocol: str = "merr", about:
     missing = [i for i, p in enumerate(predictions) if not {"label", "answer"} <= set(p)]
     if missing:
         raise ValueError(f"prediction {missing[0] + 1} has no 'label' or no 'answer'")
-    # eval_emotion.py: `targets[j].split(" ")[-1]` (the target is the label word itself here)
-    truth = [p["label"].split(" ")[-1] if chosen.name == "emotion-llama" else p["label"] for p in predictions]
+    truth = [chosen.truth(p["label"]) for p in predictions]
     predicted = [chosen.parse(p["answer"]) for p in predictions]
     result = {**chosen.score(truth, predicted), "protocol": chosen.name, **(about or {})}
     out_dir.mkdir(parents=True, exist_ok=True)

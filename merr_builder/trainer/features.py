@@ -120,6 +120,12 @@ class VisualInput:
         return {"vision": self.vision, "_processor": None}
 
 
+def require_vision(streams: list[str], vision: dict | None) -> None:
+    """A patch-token stream (`global`) cannot be used without its vision tower's record."""
+    if vision is None and any(STREAMS[s].kind == "patches" for s in streams):
+        raise ValueError("the global stream needs a vision tower (vision_tower)")
+
+
 class FeatureScaler:
     """The feature arrays of a row, in stream order: vector streams standardised per dimension with the
     training rows' statistics (stored in every checkpoint), the global stream as VisualInput gives it."""
@@ -128,9 +134,8 @@ class FeatureScaler:
                  vision: dict | None = None) -> None:  # fmt: skip
         self.stats = {k: (np.asarray(m, np.float32), np.asarray(s, np.float32)) for k, (m, s) in stats.items()}
         self.streams = list(streams) if streams is not None else list(self.stats)
+        require_vision(self.streams, vision)
         self.visual = VisualInput(vision) if vision else None
-        if any(STREAMS[s].kind == "patches" for s in self.streams) and self.visual is None:
-            raise ValueError("the global stream needs a vision tower (vision_tower)")
 
     @property
     def columns(self) -> list[str]:

@@ -24,7 +24,7 @@ from torch import nn
 from merr_builder.encoders import VisionTower
 from merr_builder.tasks import FEATURE_SLOT, VIDEO_SLOT
 from merr_builder.trainer.data import Sample
-from merr_builder.trainer.features import STREAMS
+from merr_builder.trainer.features import STREAMS, require_vision
 
 IGNORE = -100
 # Training batches are padded to a multiple of this: attention kernels (cuDNN's on Hopper) are built once
@@ -112,9 +112,8 @@ class EmotionLlama(nn.Module):
         super().__init__()
         self.lm, self.tokenizer, self.streams = lm, tokenizer, list(streams)
         self.vision, self.tower = vision, tower  # tower: None when the patch tokens come stored (merr encode)
+        require_vision(self.streams, vision)
         counts = {s: vision["tokens"] for s in self.streams if STREAMS[s].kind == "patches"} if vision else {}
-        if len(counts) < sum(STREAMS[s].kind == "patches" for s in self.streams):
-            raise ValueError("the global stream needs a vision tower (vision_tower)")
         self.prompts = PromptBuilder(tokenizer, streams, max_answer_tokens, counts)
         hidden = lm.get_input_embeddings().weight.shape[1]
         dims = {**{s: STREAMS[s].dim for s in self.streams}, **(dims or {})}
