@@ -20,14 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from merr_builder.config import BuildConfig, ConfigError, RunConfig
+from merr_builder.config import BuildConfig, RunConfig
 from merr_builder.corpus.base import CorpusStep
-from merr_builder.ingest import check_input, discover
+from merr_builder.ingest import discover
 from merr_builder.lock import build_lock
 from merr_builder.pipeline import (
     CORPUS_STEPS,
     STAGES,
-    UNITS,
     BuildSource,
     PipelineRuns,
     clips_found,
@@ -35,6 +34,7 @@ from merr_builder.pipeline import (
     step_inputs,
     wants_gpu,
 )
+from merr_builder.preflight import check_models, check_units, preflight
 from merr_builder.publish import BuildSummary, publish
 from merr_builder.records import Partition, PartitionRun
 from merr_builder.rerun import read_finished_build, rerun_config, stored_stages
@@ -178,16 +178,10 @@ def build_flow(out_dir: str, config: BuildConfig, input_path: str | None = None,
     return publish(Path(out_dir), source, config, runs)
 
 
-def _check_gpu_units(config: BuildConfig) -> None:
-    unknown = sorted(set(config.run.gpu_stages) - set(UNITS))
-    if unknown:
-        raise ConfigError(f"config field 'run.gpu_stages': no stage or step named {', '.join(unknown)} (they are: {', '.join(UNITS)})")
-
-
 def run_build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, console: Console | None = None) -> BuildSummary:
-    """Run the whole pipeline with the task runner the config names (after the cheap input checks)."""
-    check_input(Path(input_path), config.ingest)
-    _check_gpu_units(config)
+    """Run the whole pipeline with the task runner the config names (after the preflight: nothing is
+    written, not even the output folder, when a check fails)."""
+    preflight(Path(input_path), Path(out_dir), config)
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
     with build_lock(Path(out_dir), "build"):
         return flow_(str(Path(out_dir).absolute()), config, str(Path(input_path).absolute()), console)
@@ -199,7 +193,8 @@ def rerun_build(out_dir: str | Path, overrides: list[str], sections: tuple[str, 
     out_dir = Path(out_dir).absolute()
     manifest = read_finished_build(out_dir)  # (before the lock: a folder that is no build gets no lock file)
     config = rerun_config(manifest, overrides, (*sections, "run"))
-    _check_gpu_units(config)
+    check_units(config)
+    check_models(config)
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
     with build_lock(out_dir, what):
         return flow_(str(out_dir), config, None, console)

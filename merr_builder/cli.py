@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line, however long
 
 EXIT_NO_ROWS = 1
 EXIT_BAD_INPUT = 2
@@ -213,6 +213,7 @@ def export_hf_command(
     dtype: Annotated[str, typer.Option(help="weights dtype: float32, bfloat16 or float16")] = "float32",
 ) -> None:
     """A trained checkpoint as a Hugging Face model folder (LoRA merged) plus projectors.safetensors and emotion_llama.json."""
+    from merr_builder.finished_build import ExportError
     from merr_builder.trainer.hf_export import export_hf
 
     if dtype not in ("float32", "bfloat16", "float16"):
@@ -220,7 +221,7 @@ def export_hf_command(
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         result = export_hf(checkpoint, to, dtype)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ExportError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(f"wrote {result.folder}: {result.parameters / 1e6:.1f} M parameters (LoRA merged), projectors for {', '.join(result.streams)}")

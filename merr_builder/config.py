@@ -41,6 +41,9 @@ class IngestConfig(_Section):
     transcripts_file: Path | None = Field(None, description="name,sentence CSV; MER2023 default: transcription_en_all.csv")
     labels_file: Path | None = Field(None, description="CSV with a name/clip_id column and a label/discrete column")
     require_audio: bool = Field(True, description="quarantine clips with no audio stream (MERR needs speech)")
+    video_stream: int | None = Field(
+        None, ge=0, description="which video stream to read where a file has several (ffmpeg's v:N); None: the first that is not cover art"
+    )
 
     @model_validator(mode="after")
     def _extensions_dotted(self) -> "IngestConfig":
@@ -140,6 +143,12 @@ class SpeechConfig(_Section):
         False, description="re-decode doubtful segments at higher temperatures (Whisper's default; slower)"
     )
     sidecar: Literal["prefer", "ignore"] = Field("prefer", description="a sidecar transcript wins over ASR")
+    sidecar_encoding: str | None = Field(
+        None, description="the encoding every sidecar file is in (e.g. gb18030); None: UTF-8, else found per file (merr_builder/text.py)"
+    )
+    sidecar_max_bytes: int = Field(
+        256_000, ge=1, description="a larger sidecar file is this clip's error (a clip's subtitles are a few kB; an hour of SRT ~100 kB)"
+    )
 
     @model_validator(mode="after")
     def _language_code(self) -> "SpeechConfig":

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from merr_builder.media import AUDIO_SAMPLE_RATE, decode_audio
+from merr_builder.names import openable
 from merr_builder.quarantine import ClipError
 
 
@@ -223,7 +224,7 @@ class AudioEncoder:
         if not row.get("has_audio"):
             return None
         try:
-            return decode_audio(row["source_path"], expected_s=row.get("duration_s"))
+            return decode_audio(openable(row["source_path"], row.get("source_path_bytes")), expected_s=row.get("duration_s"))
         except ClipError:
             return None
 

@@ -1,16 +1,28 @@
-"""Reading a finished build (its manifest, labelled rows) for the exports."""
+"""Reading a finished build (its manifest, labelled rows) for the exports, and where an export may write.
+
+An export reads the build under the build's lock as a reader (no build, `merr annotate` or `merr encode`
+writes it meanwhile), writes only inside its target, and never touches the build or its inputs: a target
+that is, holds or lies inside one of them is refused. It replaces only a folder that holds a previous
+export (its EXPORT_MARKER file) or nothing, and publishes as a build does: complete or absent.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from merr_builder.labels import MERR_LABELS
 from merr_builder.layout import BuildLayout, NotABuildError
+from merr_builder.lock import BuildLockedError, read_lock
+from merr_builder.names import id_problem, openable, path_text
 from merr_builder.shards import read_build_rows
+
+EXPORT_MARKER = ".merr-export.json"  # in every folder an export wrote: the one kind of folder an export replaces
 
 
 class ExportError(RuntimeError):
@@ -43,21 +55,86 @@ def labelled_rows(out_dir: Path, columns: list[str]) -> tuple[list[dict], int]:
 
 
 @contextmanager
-def fresh_folder(target: Path) -> Iterator[Path]:
+def reading_build(out_dir: Path, *targets: Path) -> Iterator[dict]:
+    """The build's manifest, with the build held as a reader for the block; refused (ExportError) when a
+    target is, holds or lies inside the build or one of its inputs (its input folder or manifest, a clip)."""
+    manifest = read_manifest(out_dir)
+    build = Path(out_dir).resolve()
+    guarded = {build: "the build", Path(manifest.get("input", {}).get("path") or build).resolve(): "the build's input"}
+    for target in targets:
+        target = Path(target).resolve()
+        for path, what in guarded.items():
+            if target == path or path in target.parents or target in path.parents:
+                relation = "is" if target == path else ("lies inside" if path in target.parents else "holds")
+                raise ExportError(f"the export target {path_text(target)} {relation} {what} ({path_text(path)}); "
+                                  "write the export somewhere else")  # fmt: skip
+    try:
+        with read_lock(out_dir):
+            yield manifest
+    except BuildLockedError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def check_sources_outside(rows: list[dict], *targets: Path) -> None:
+    """Refuse targets that hold a source clip (replacing them would delete it)."""
+    resolved = [Path(t).resolve() for t in targets]
+    for row in rows:
+        source = Path(source_file(row)).resolve()
+        for target in resolved:
+            if target == source or target in source.parents:
+                raise ExportError(f"the export target {path_text(target)} holds the source clip {row['source_path']} "
+                                  f"({row['clip_id']}); write the export somewhere else")  # fmt: skip
+
+
+def source_file(row: dict) -> str:
+    """A row's source clip, to open (its raw path where the name is not UTF-8)."""
+    return openable(row["source_path"], row.get("source_path_bytes"))
+
+
+def member(folder: Path, name: str) -> Path:
+    """`folder/name`, refused unless `name` is one plain file name (an id that got past the grammar could
+    otherwise write anywhere: `../..`, `a/b`)."""
+    problem = None if name and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name else "is not a file name"
+    path = Path(folder) / name
+    if problem is None and path.resolve().parent != Path(folder).resolve():
+        problem = "leads outside the export folder"
+    if problem:
+        raise ExportError(f"{path_text(name)!r} {problem}; nothing was exported")
+    return path
+
+
+def check_ids(rows: list[dict]) -> None:
+    """Every exported id follows the grammar (names.py): they name files and lines in every format."""
+    bad = [f"{path_text(r['clip_id'])!r} {problem}" for r in rows if (problem := id_problem(r["clip_id"]))]
+    if bad:
+        raise ExportError(f"{len(bad)} clip ids in this build are outside the id grammar: {clip_list(bad)}; build it again "
+                          "(ids from file names are made safe at ingest) or fix the manifest")  # fmt: skip
+
+
+@contextmanager
+def fresh_folder(target: Path, what: str = "export") -> Iterator[Path]:
     """A temporary folder beside `target` that replaces it when the block succeeds (and vanishes if not),
-    so an export is either complete or absent."""
-    target = Path(target)
-    temp = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(temp, ignore_errors=True)
+    so an export is either complete or absent. Only a folder an export wrote (EXPORT_MARKER), an empty
+    folder or nothing is replaced; anything else is refused before any work."""
+    target = Path(target).absolute()
+    if target.is_symlink() or target.is_file():
+        raise ExportError(f"{path_text(target)} exists and is not a folder; choose another target")
+    if target.is_dir() and any(target.iterdir()) and not (target / EXPORT_MARKER).is_file():
+        raise ExportError(f"{path_text(target)} holds files that no export wrote (no {EXPORT_MARKER}); "
+                          "an export replaces only an earlier export: choose an empty or new folder")  # fmt: skip
+    temp = target.with_name(f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     temp.mkdir(parents=True)
     try:
         yield temp
+        (temp / EXPORT_MARKER).write_text(json.dumps({"what": what}) + "\n")
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        if target.exists():
+            target.rename(old)  # the swap: two renames in one folder, the old export removed after
+        temp.rename(target)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    temp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def clip_list(items: list[str], most: int = 10) -> str:

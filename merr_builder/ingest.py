@@ -7,17 +7,20 @@ partition as the first stage.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 import subprocess
 from collections import defaultdict
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from merr_builder.assets import sha256_file
 from merr_builder.config import BuildConfig, IngestConfig
 from merr_builder.labels import UnknownLabelError, normalize_label
+from merr_builder.names import ID_RULE, id_problem, path_bytes, path_text, safe_id
 from merr_builder.quarantine import ClipError, ErrorKind, QuarantineRecord, StageResult, map_clips
 from merr_builder.records import ClipInfo, ClipSource, Discovery
 from merr_builder.schema import INGEST_SCHEMA
@@ -54,14 +57,28 @@ def _walk_videos(root: Path, extensions: tuple[str, ...]) -> list[Path]:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    return _read_csv_text(path)[0]
+
+
+def _read_csv_text(path: Path) -> tuple[list[dict[str, str]], str]:
+    """The rows of a CSV (keys lower case, values stripped) and the encoding it was read in."""
     try:
-        text = decode_text(path.read_bytes(), path)
+        decoded = decode_text(path.read_bytes(), path)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     except TextDecodeError as exc:
         raise InputError(str(exc)) from exc
-    rows = list(csv.DictReader(text.splitlines()))
-    return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in rows]
+    reader = csv.DictReader(io.StringIO(decoded.text, newline=""), restkey=_EXTRA_FIELDS)  # (quoted newlines kept)
+    rows = []
+    for row in reader:
+        if _EXTRA_FIELDS in row:  # an unquoted comma: every later field would be read into the wrong column
+            raise InputError(f"{path}, line {reader.line_num}: {len(reader.fieldnames or []) + len(row[_EXTRA_FIELDS])} fields "
+                             f"where the header has {len(reader.fieldnames or [])}; quote fields that hold a comma")  # fmt: skip
+        rows.append({(k or "").strip().lower(): (v or "").strip() for k, v in row.items()})
+    return rows, decoded.encoding
+
+
+_EXTRA_FIELDS = "\0extra"  # csv.DictReader's key for the fields past the header's (a name no header can have)
 
 
 def _column(rows: list[dict[str, str]], path: Path, *names: str, required: bool = True) -> str | None:
@@ -74,24 +91,35 @@ def _column(rows: list[dict[str, str]], path: Path, *names: str, required: bool 
     return None
 
 
-def _read_keyed(path: Path, key_names: tuple[str, ...], value_names: tuple[str, ...]) -> dict[str, str]:
-    rows = _read_csv(path)
+def _read_keyed(path: Path, key_names: tuple[str, ...], value_names: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    rows, encoding = _read_csv_text(path)
     if not rows:
-        return {}
+        return {}, encoding
     key = _column(rows, path, *key_names)
     value = _column(rows, path, *value_names)
-    return {row[key]: row[value] for row in rows if row.get(key)}
+    return {row[key]: row[value] for row in rows if row.get(key)}, encoding
 
 
 def _read_labels(path: Path) -> dict[str, str]:
-    return _read_keyed(path, ("name", "clip_id"), ("label", "discrete", "emotion"))
+    return _read_keyed(path, ("name", "clip_id"), ("label", "discrete", "emotion"))[0]
 
 
-def _read_transcripts(path: Path) -> dict[str, str]:
+def _read_transcripts(path: Path) -> tuple[dict[str, str], str]:
     return _read_keyed(path, ("name", "clip_id"), ("sentence", "transcript", "text"))
 
 
-def _from_manifest(path: Path) -> list[tuple[str, Path, str | None]]:
+@dataclass(frozen=True)
+class _Found:
+    """A clip as listed: its id, its file, the name its label and transcript rows use, a manifest label."""
+
+    clip_id: str
+    path: Path
+    name: str
+    given: bool = False  # the id was given in a manifest (not taken from the file name)
+    label: str | None = None
+
+
+def _from_manifest(path: Path) -> list[_Found]:
     rows = _read_csv(path)
     if not rows:
         raise InputError(f"manifest {path} lists no clips")
@@ -103,8 +131,9 @@ def _from_manifest(path: Path) -> list[tuple[str, Path, str | None]]:
         clip = Path(row[path_col])
         if not clip.is_absolute():
             clip = path.parent / clip
-        clip_id = (row.get(id_col) if id_col else "") or clip.stem
-        entries.append((clip_id, clip, (row.get(label_col) or None) if label_col else None))
+        given = (row.get(id_col) if id_col else "") or ""
+        label = (row.get(label_col) or None) if label_col else None
+        entries.append(_Found(given, clip, given, True, label) if given else _Found(safe_id(clip.stem), clip, clip.stem, False, label))
     return entries
 
 
@@ -139,27 +168,32 @@ def discover(input_path: Path, config: IngestConfig) -> Discovery:
     input_path = Path(input_path).expanduser().absolute()
     layout = detect_layout(input_path, config)
 
-    labels_from_manifest: dict[int, str | None] = {}
     if layout == "manifest":
-        entries = _from_manifest(input_path)
-        found = [(cid, p) for cid, p, _ in entries]
-        labels_from_manifest = {i: lab for i, (_, _, lab) in enumerate(entries)}
+        found = _from_manifest(input_path)
     else:
         root = input_path / MER2023_VIDEO_DIR if layout == "mer2023" else input_path
         if not root.is_dir():
             raise InputError(f"input {root} is not a folder of clips")
-        found = [(p.stem, p) for p in _walk_videos(root, config.extensions)]
+        found = [_Found(safe_id(p.stem), p, p.stem) for p in _walk_videos(root, config.extensions)]
 
     transcripts_file = config.transcripts_file
     if transcripts_file is None and layout == "mer2023":
         transcripts_file = input_path / MER2023_TRANSCRIPTS
-    transcripts = _read_transcripts(transcripts_file) if transcripts_file else {}
+    transcripts, transcripts_encoding = _read_transcripts(transcripts_file) if transcripts_file else ({}, None)
     labels = _read_labels(config.labels_file) if config.labels_file else {}
 
     by_id: dict[str, list[ClipSource | QuarantineRecord]] = defaultdict(list)
-    for index, (clip_id, path) in enumerate(found):
-        raw_label = labels.get(clip_id) or labels_from_manifest.get(index)
-        label_src = str(config.labels_file) if clip_id in labels else (str(input_path) if raw_label else None)
+    for entry in found:
+        clip_id, path = entry.clip_id, str(entry.path)
+        problem = id_problem(clip_id) if entry.given else None
+        if problem:
+            message = f"{path_text(path)}: the clip id {path_text(clip_id)!r} given in {input_path} {problem}; {ID_RULE}"
+            by_id[clip_id].append(QuarantineRecord(clip_id, path, IngestStage.name, ErrorKind.INVALID_CLIP_ID, message))
+            continue
+        # label and transcript files name a clip by its file stem (or by its id, where they differ)
+        keys = [k for k in dict.fromkeys((entry.name, clip_id)) if k]
+        raw_label = next((labels[k] for k in keys if k in labels), None) or entry.label
+        label_src = str(config.labels_file) if any(k in labels for k in keys) else (str(input_path) if raw_label else None)
         try:
             label = normalize_label(raw_label) if raw_label else None
         except UnknownLabelError as exc:
@@ -167,13 +201,14 @@ def discover(input_path: Path, config: IngestConfig) -> Discovery:
                 QuarantineRecord(clip_id, str(path), IngestStage.name, ErrorKind.UNKNOWN_LABEL, f"{exc} (from {label_src})")
             )
             continue
-        sentence = transcripts.get(clip_id)
+        sentence = next((transcripts[k] for k in keys if k in transcripts), None)
         by_id[clip_id].append(
             ClipSource(
                 clip_id=clip_id,
                 source_path=str(path),
                 sidecar_transcript=sentence,
                 sidecar_source=str(transcripts_file) if sentence is not None else None,
+                sidecar_encoding=transcripts_encoding if sentence is not None else None,
                 label=label,
                 label_source=label_src if label else None,
             )
@@ -185,7 +220,7 @@ def discover(input_path: Path, config: IngestConfig) -> Discovery:
         group = by_id[clip_id]
         if len(group) > 1:
             paths = [g.source_path for g in group]
-            message = f"clip id {clip_id!r} is used by {len(paths)} files: {', '.join(paths)}"
+            message = f"clip id {path_text(clip_id)!r} is used by {len(paths)} files: {', '.join(map(path_text, paths))}"
             rejected += [QuarantineRecord(clip_id, p, IngestStage.name, ErrorKind.DUPLICATE_CLIP_ID, message) for p in paths]
         elif isinstance(group[0], QuarantineRecord):
             rejected.append(group[0])
@@ -258,39 +293,47 @@ def _ffmpeg_messages(stderr: str) -> str:
 def probe(source: ClipSource, config: IngestConfig) -> ClipInfo:
     """ffprobe one clip; raise ClipError with a reason a person understands when it is unusable."""
     path = Path(source.source_path)
+    shown = path_text(path)
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ClipError(ErrorKind.NOT_FOUND, f"{path}: cannot be opened ({exc.strerror})") from exc
+        raise ClipError(ErrorKind.NOT_FOUND, f"{shown}: cannot be opened ({exc.strerror})") from exc
     if size == 0:
-        raise ClipError(ErrorKind.EMPTY_FILE, f"{path}: the file is empty (0 bytes)")
+        raise ClipError(ErrorKind.EMPTY_FILE, f"{shown}: the file is empty (0 bytes)")
     info = run_ffprobe(path)
     streams = info.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover_art(s)), None)
+    videos = [s for s in streams if s.get("codec_type") == "video"]
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    if video is None:
-        raise ClipError(ErrorKind.NO_VIDEO_STREAM, f"{path}: has no video stream")
+    chosen = config.video_stream if config.video_stream is not None else next((i for i, s in enumerate(videos) if not _is_cover_art(s)), None)
+    if chosen is None:
+        raise ClipError(ErrorKind.NO_VIDEO_STREAM, f"{shown}: has no video stream" + (" (only cover art)" if videos else ""))
+    if chosen >= len(videos):
+        raise ClipError(ErrorKind.NO_VIDEO_STREAM, f"{shown}: has {len(videos)} video streams; ingest.video_stream asks for v:{chosen}")
+    video = videos[chosen]
     if audio is None and config.require_audio:
-        raise ClipError(ErrorKind.NO_AUDIO_STREAM, f"{path}: has no audio stream (speech and tone need one)")
+        raise ClipError(ErrorKind.NO_AUDIO_STREAM, f"{shown}: has no audio stream (speech and tone need one)")
     duration = _duration(info, video)
     if duration <= 0:
-        raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{path}: the container declares no duration")
+        raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{shown}: the container declares no duration")
     rotation = _rotation(video)
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
-        raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{path}: the video stream has no frame size")
+        raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{shown}: the video stream v:{chosen} has no frame size")
     if rotation in (90, 270):
         width, height = height, width
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     if fps <= 0:
-        raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{path}: the video stream declares no frame rate")
+        raise ClipError(ErrorKind.UNREADABLE_CONTAINER, f"{shown}: the video stream v:{chosen} declares no frame rate")
     return ClipInfo(
         clip_id=source.clip_id,
-        source_path=str(path),
+        source_path=path_text(path),
+        source_path_bytes=path_bytes(path),
         fingerprint=sha256_file(path),  # content identity: renames and touches keep the cache
         size_bytes=size,
         duration_s=duration,
         video_duration_s=_stream_duration(video) or duration,
+        video_stream=chosen,
+        video_streams=len(videos),
         audio_duration_s=(_stream_duration(audio) or duration) if audio else None,
         fps=fps,
         width=width,
@@ -301,6 +344,7 @@ def probe(source: ClipSource, config: IngestConfig) -> ClipInfo:
         has_audio=audio is not None,
         sidecar_transcript=source.sidecar_transcript,
         sidecar_source=source.sidecar_source,
+        sidecar_encoding=source.sidecar_encoding,
         label=source.label,
         label_source=source.label_source,
     )
@@ -311,21 +355,31 @@ def _is_cover_art(stream: dict) -> bool:
 
 
 def _stream_duration(stream: dict) -> float | None:
+    """The stream's own duration: ffprobe's, else Matroska's DURATION tag ("00:00:02.400000000")."""
     try:
         value = float(stream.get("duration") or 0)
     except ValueError:
-        return None
+        value = 0.0
+    tag = next((v for k, v in (stream.get("tags") or {}).items() if k.upper() == "DURATION"), None)
+    if not value and tag:
+        try:
+            h, m, s = tag.split(":")
+            value = int(h) * 3600 + int(m) * 60 + float(s)
+        except ValueError:
+            value = 0.0
     return value if value > 0 else None
 
 
 def _duration(info: dict, video: dict) -> float:
-    for text in ((info.get("format") or {}).get("duration"), video.get("duration")):
-        try:
-            if text is not None and float(text) > 0:
-                return float(text)
-        except ValueError:
-            continue
-    return 0.0
+    """The clip's duration: that of the video stream read (audio may outlast it), else the container's."""
+    own = _stream_duration(video)
+    if own:
+        return own
+    try:
+        value = float((info.get("format") or {}).get("duration") or 0)
+    except ValueError:
+        return 0.0
+    return value if value > 0 else 0.0
 
 
 class IngestStage:

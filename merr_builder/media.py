@@ -128,9 +128,9 @@ def iter_packed_frames(clip: ClipInfo) -> Iterator[PackedFrame]:
     """Every frame of a clip, upright, in one decoding pass, packed: for a stage that reads some frames
     twice and keeps them rather than decode again."""
     width, height = clip.width, clip.height
-    times = packet_times(clip.source_path)
+    times = packet_times(clip.path, clip.video_stream)
     packed = width % 2 == 0 and height % 2 == 0
-    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", f"scale={width}:{height}"]
+    cmd = [*_FFMPEG, "-i", clip.path, "-map", f"0:v:{clip.video_stream}", "-an", "-vf", f"scale={width}:{height}"]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p" if packed else "rgb24", "pipe:1"]
     shape = (height * 3 // 2, width) if packed else (height, width, 3)
     origin = times[0] if times else 0.0
@@ -166,15 +166,17 @@ def _stream_raw(cmd: list[str], shape: tuple[int, ...], path: str) -> Iterator[n
         raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: video does not decode ({_last_line(message)})")
 
 
-def packet_times(path: str) -> list[float]:
-    """Presentation times of the video packets (one per frame), without decoding; cached per file."""
+def packet_times(path: str, stream: int = 0) -> list[float]:
+    """Presentation times of the packets (one per frame) of video stream v:`stream`, without decoding;
+    cached per file. They are the file's own times: a stream may start late (at 100 s, say), so callers
+    measure from the first."""
     stat = os.stat(path)
-    return list(_packet_times_cached(path, stat.st_size, stat.st_mtime_ns))
+    return list(_packet_times_cached(path, stream, stat.st_size, stat.st_mtime_ns))
 
 
 @lru_cache(maxsize=64)
-def _packet_times_cached(path: str, size: int, mtime_ns: int) -> tuple[float, ...]:  # size, mtime key it
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path]
+def _packet_times_cached(path: str, stream: int, size: int, mtime_ns: int) -> tuple[float, ...]:  # size, mtime key it
+    cmd = ["ffprobe", "-v", "error", "-select_streams", f"v:{stream}", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     times = []
     for line in proc.stdout.splitlines():
@@ -201,7 +203,7 @@ def sample_positions(times: list[float], step: float) -> list[int]:
 
 def sampled_indices(clip: ClipInfo, sample_fps: float | None) -> set[int] | None:
     """The indices of the frames sampling at `sample_fps` takes (None: every frame)."""
-    return None if sample_fps is None else set(sample_positions(packet_times(clip.source_path), 1.0 / sample_fps))
+    return None if sample_fps is None else set(sample_positions(packet_times(clip.path, clip.video_stream), 1.0 / sample_fps))
 
 
 def _select_every(step: float) -> str:
@@ -220,10 +222,10 @@ def iter_frames(clip: ClipInfo, sample_fps: float | None, max_side: int | None =
         yield from iter_frames_between(clip, 0.0, float("inf"), max_side)
         return
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
-    times = packet_times(clip.source_path)
+    times = packet_times(clip.path, clip.video_stream)
     positions = sample_positions(times, 1.0 / sample_fps)
     vf = f"{_select_every(1.0 / sample_fps)},scale={width}:{height}"
-    cmd = [*_FFMPEG, "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
+    cmd = [*_FFMPEG, "-i", clip.path, "-copyts", "-map", f"0:v:{clip.video_stream}", "-an", "-vf", vf]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     origin = times[0] if times else 0.0
     for n, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
@@ -245,7 +247,7 @@ def iter_frames_in(
     """Every frame whose time lies in any of the windows, in one decoding pass that starts just before
     the first window (input seek lands on a keyframe; -copyts keeps the true times)."""
     width, height = scaled_size(clip.width, clip.height, max_side) if max_side else (clip.width, clip.height)
-    times = packet_times(clip.source_path)
+    times = packet_times(clip.path, clip.video_stream)
     if not times:
         raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: the video stream has no frames")
     origin = times[0]
@@ -256,9 +258,9 @@ def iter_frames_in(
         f"between(t,{times[idx[0]] - _EPS:.6f},{times[idx[-1]] + _EPS:.6f})"
         for idx in _runs(wanted)
     )
-    seek = max(0.0, times[wanted[0]] - 1.0)
+    seek = max(0.0, times[wanted[0]] - origin - 1.0)  # input seeking counts from the file's start, not from 0
     vf = f"select='{terms}',scale={width}:{height}"
-    cmd = [*_FFMPEG, "-ss", f"{seek:.6f}", "-i", clip.source_path, "-copyts", "-map", "0:v:0", "-an", "-vf", vf]
+    cmd = [*_FFMPEG, "-ss", f"{seek:.6f}", "-i", clip.path, "-copyts", "-map", f"0:v:{clip.video_stream}", "-an", "-vf", vf]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     for position, rgb in enumerate(_stream_rgb(cmd, width, height, clip.source_path)):
         if position >= len(wanted):
@@ -291,7 +293,7 @@ def uniform_frames(clip: ClipInfo, config: MediaConfig) -> tuple[list[bytes], li
     k = config.k_frames
     width, height = scaled_size(clip.width, clip.height, config.frame_max_side)
     vf = f"fps={k}/{duration:.6f}:round=near,scale={width}:{height}"
-    cmd = [*_FFMPEG, "-i", clip.source_path, "-map", "0:v:0", "-an", "-vf", vf, "-frames:v", str(k)]
+    cmd = [*_FFMPEG, "-i", clip.path, "-map", f"0:v:{clip.video_stream}", "-an", "-vf", vf, "-frames:v", str(k)]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     jpegs = [encode_jpeg(rgb, config.jpeg_quality) for rgb in _stream_rgb(cmd, width, height, clip.source_path)]
     step = duration / k
@@ -309,7 +311,7 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
     frames, times = uniform_frames(clip, config)
     audio_s = None
     if clip.has_audio:  # decoded through once to check it is whole; the stages that listen stream it again
-        audio_s = sum(len(block) for block in iter_audio_blocks(clip.source_path)) / AUDIO_SAMPLE_RATE
+        audio_s = sum(len(block) for block in iter_audio_blocks(clip.path)) / AUDIO_SAMPLE_RATE
         declared = clip.audio_duration_s or clip.duration_s
         if declared - audio_s > config.truncation_tolerance_s:
             raise ClipError(
@@ -328,7 +330,7 @@ def map_clips_with_audio(
     return map_clips(
         stage,
         batch.clips,  # the clips whose audio the media stage found whole
-        lambda c: analyse(c, ClipAudio(c.source_path) if c.has_audio else None),
+        lambda c: analyse(c, ClipAudio(c.path) if c.has_audio else None),
         lambda c: (c.clip_id, c.source_path),
     )
 

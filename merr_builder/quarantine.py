@@ -23,6 +23,7 @@ class ErrorKind(StrEnum):
     LABEL_DISAGREEMENT = "label_disagreement"  # left out on purpose: AU pseudo-label and classifier disagree
     UNREADABLE_SIDECAR = "unreadable_sidecar"
     DUPLICATE_CLIP_ID = "duplicate_clip_id"
+    INVALID_CLIP_ID = "invalid_clip_id"  # a manifest gave an id outside the grammar (names.py)
     UNKNOWN_LABEL = "unknown_label"
     STAGE_FAILED = "stage_failed"
     UNEXPECTED_ERROR = "unexpected_error"

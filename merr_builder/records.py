@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from merr_builder.names import openable
 from merr_builder.quarantine import QuarantineRecord
 
 
@@ -23,6 +24,7 @@ class ClipSource:
     source_path: str
     sidecar_transcript: str | None = None
     sidecar_source: str | None = None
+    sidecar_encoding: str | None = None
     label: str | None = None
     label_source: str | None = None
 
@@ -48,7 +50,7 @@ class ClipInfo:
     """A probed clip: the ingest stage's output row (schema.INGEST_SCHEMA)."""
 
     clip_id: str
-    source_path: str
+    source_path: str  # as text (names.path_text); open `path`
     fingerprint: str
     size_bytes: int
     duration_s: float
@@ -63,8 +65,17 @@ class ClipInfo:
     has_audio: bool
     sidecar_transcript: str | None = None
     sidecar_source: str | None = None
+    sidecar_encoding: str | None = None
     label: str | None = None
     label_source: str | None = None
+    source_path_bytes: bytes | None = None  # the raw path, where its name is not valid UTF-8
+    video_stream: int = 0  # the video stream read: ffmpeg's v:N (`-map 0:v:N`)
+    video_streams: int = 1  # how many video streams the file has (cover art included)
+
+    @property
+    def path(self) -> str:
+        """The clip's file, to open."""
+        return openable(self.source_path, self.source_path_bytes)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES, EMOTION_PROTOTYPES, EXPRESSION_CLASSES
+from merr_builder.names import path_text
 
-SCHEMA_VERSION = "1.7.0"  # 1.7: vision_patches (merr encode --vision-tower), the main face's box in au_series; 1.6: transcript_en, transcript_en_source; 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
+SCHEMA_VERSION = "1.8.0"  # 1.8: source_path_bytes, transcript_encoding, subtitle_cut, duplicate_of, video_stream(s); 1.7: vision_patches (merr encode --vision-tower), the main face's box in au_series; 1.6: transcript_en, transcript_en_source; 1.5: facial evidence (au_baseline, prototype_scores, expression_scores, label_agreement); 1.1: face columns (face_frames_share, …); 1.2: speech columns (has_speech, …); 1.3: feat_* (merr encode); 1.4: stage.media keeps no audio samples
 
 EGEMAPS_DIM = 88  # eGeMAPSv02 functionals
 
@@ -42,21 +43,25 @@ INGEST_SCHEMA = _schema(
     "stage.ingest",
     [
         _field("clip_id", pa.string(), "clip identifier: the file stem unless a manifest gives one", False),
-        _field("source_path", pa.string(), "absolute path of the clip as found", False),
+        _field("source_path", pa.string(), "absolute path of the clip as found (bytes that are not UTF-8 written \\xNN)", False),
+        _field("source_path_bytes", pa.binary(), "the path's raw bytes where its name is not valid UTF-8; null otherwise"),
         _field("fingerprint", pa.string(), "sha256 of the file's bytes; the cache key of every later stage", False),
         _field("size_bytes", pa.int64(), "file size in bytes", False),
-        _field("duration_s", pa.float64(), "container duration in seconds (ffprobe)", False),
+        _field("duration_s", pa.float64(), "duration of the video stream read, in seconds (the container's where the stream declares none)", False),
         _field("video_duration_s", pa.float64(), "declared duration of the video stream", False),
         _field("audio_duration_s", pa.float64(), "declared duration of the audio stream; null without audio"),
         _field("fps", pa.float64(), "average frame rate of the video stream", False),
         _field("width", pa.int32(), "displayed width in pixels, after rotation", False),
         _field("height", pa.int32(), "displayed height in pixels, after rotation", False),
         _field("rotation", pa.int32(), "display rotation in degrees from the stream's metadata (0, 90, 180, 270)", False),
-        _field("video_codec", pa.string(), "codec of the first video stream", False),
+        _field("video_codec", pa.string(), "codec of the video stream read", False),
+        _field("video_stream", pa.int32(), "the video stream read: ffmpeg's v:N", False),
+        _field("video_streams", pa.int32(), "how many video streams the file has (cover art included)", False),
         _field("audio_codec", pa.string(), "codec of the first audio stream; null when there is none"),
         _field("has_audio", pa.bool_(), "whether the file has an audio stream", False),
         _field("sidecar_transcript", pa.string(), "transcript given beside the clip (e.g. MER2023 CSV)"),
         _field("sidecar_source", pa.string(), "where sidecar_transcript came from (file path)"),
+        _field("sidecar_encoding", pa.string(), "the encoding that file was read in (utf_8, gb18030, …)"),
         _field("label", pa.string(), "given label, normalised to the MERR set; null when none was given"),
         _field("label_source", pa.string(), "where the given label came from (file path)"),
     ],
@@ -119,6 +124,7 @@ SPEECH_FIELDS = [
     _field("transcript", pa.string(), "what the person says (sidecar or ASR); null without either, see transcript_error"),
     _field("transcript_language", pa.string(), "ISO 639-1 language of the transcript (a script guess for sidecars)"),
     _field("transcript_source", pa.string(), "sidecar:<file> or asr:<backend>"),
+    _field("transcript_encoding", pa.string(), "the encoding a sidecar transcript was read in (utf_8, gb18030, cp1252, …); null for ASR"),
     _field("transcript_flags", pa.list_(pa.string()), "reasons to doubt an ASR transcript (speech/flags.py)"),
     _field("transcript_error", pa.string(), "why there is no transcript"),
     _field("has_speech", pa.bool_(), "ASR heard speech in the audio", False),
@@ -162,13 +168,16 @@ SHARD_SCHEMA = _schema(
     "shard",
     [
         _field("clip_id", pa.string(), "clip identifier, unique in a build", False),
-        _field("source_path", pa.string(), "absolute path of the source clip", False),
+        _field("source_path", pa.string(), "absolute path of the source clip (bytes that are not UTF-8 written \\xNN)", False),
+        _field("source_path_bytes", pa.binary(), "the path's raw bytes where its name is not valid UTF-8; null otherwise"),
         _field("fingerprint", pa.string(), "sha256 of the source file's bytes", False),
-        _field("duration_s", pa.float64(), "clip duration in seconds", False),
+        _field("duration_s", pa.float64(), "clip duration in seconds: of the video stream read", False),
         _field("fps", pa.float64(), "average video frame rate", False),
         _field("width", pa.int32(), "displayed width in pixels", False),
         _field("height", pa.int32(), "displayed height in pixels", False),
         _field("has_audio", pa.bool_(), "whether the clip has an audio stream", False),
+        _field("video_stream", pa.int32(), "the video stream read: ffmpeg's v:N (ingest.video_stream chooses where there are several)"),
+        _field("video_streams", pa.int32(), "how many video streams the file has (cover art included)"),
         *[_nullable(f) for f in FACE_FIELDS if f.name not in ("visual_expression_description",)],
         _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG (temporal encoders)"),
         _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each frame in frames_jpeg"),
@@ -181,9 +190,11 @@ SHARD_SCHEMA = _schema(
         _field("label", pa.string(), "the MERR label of the clip (one of the nine)"),
         _field("label_source", pa.string(), "label file, pseudo-label, or the rule that set the label"),
         _field("coarse_caption", pa.string(), "the paper's template sentence filled from the clues"),
+        _field("subtitle_cut", pa.bool_(), "the quoted English words were longer than speech.subtitle.QUOTE_MAX_CHARS and are quoted cut, ending in ' [...]'"),
         _field("fine_caption", pa.string(), "LLM reasoning that passed the checks; null where not kept"),
         _field("fine_status", pa.string(), "'kept' or the reason the fine caption was rejected"),
-        _field("split", pa.string(), "train, val or test (hash of clip_id)", False),
+        _field("split", pa.string(), "train, val or test (hash of clip_id; a duplicate takes the split of the clip it copies)", False),
+        _field("duplicate_of", pa.string(), "the first clip id (in id order) whose file has the same bytes; null for a clip without a copy"),
         _field("provenance", pa.string(), "JSON: tool version, stage versions and config digests, models", False),
         # Filled by `merr encode` (null until then): the original's local, temporal and audio encoder inputs.
         _field("feat_face", pa.list_(pa.float32()), "image-encoder feature of the peak face crop, pooled (merr encode)"),
@@ -237,13 +248,28 @@ def validate_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Build a validated table from row dicts (missing nullable keys become nulls)."""
+    """Build a validated table from row dicts (missing nullable keys become nulls). Text from the file
+    system that is not valid UTF-8 (a file name, a message naming it) is stored as `names.path_text`
+    writes it: Parquet holds UTF-8 only."""
     try:
-        table = pa.Table.from_pylist(rows, schema=schema)
+        try:
+            table = pa.Table.from_pylist(rows, schema=schema)
+        except UnicodeEncodeError:
+            table = pa.Table.from_pylist([{k: _as_utf8(v) for k, v in row.items()} for row in rows], schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         name = (schema.metadata or {}).get(b"merr_table", b"?").decode()
         raise SchemaError(f"table {name}: {exc}") from exc
     return validate_table(table, schema)
+
+
+def _as_utf8(value: object) -> object:
+    if isinstance(value, str):
+        return path_text(value)
+    if isinstance(value, list):
+        return [_as_utf8(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_utf8(v) for k, v in value.items()}
+    return value
 
 
 def render_markdown(name: str, schema: pa.Schema) -> str:

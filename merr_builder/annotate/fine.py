@@ -93,6 +93,9 @@ def fine_annotations(
     out: dict[str, tuple[str | None, str, bool | None]] = {r["clip_id"]: (None, s, None) for r in rows if (s := status[r["clip_id"]])}
     kept = NearDuplicates()
     for row, answer in zip(todo, answers):
+        if answer.error is not None:
+            out[row["clip_id"]] = (None, f"failed: the LLM gave no answer ({answer.error})", None)
+            continue
         verdict, caption = check_answer(answer, row["label"])
         if caption is not None and (twin := kept.twin(caption)) is not None:
             verdict, caption = f"rejected: near-duplicate of {twin}", None

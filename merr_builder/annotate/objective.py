@@ -35,6 +35,8 @@ def clean_description(completion: Completion) -> tuple[str | None, str]:
     """(the clause to put into the template, or None) and why not, from one VLM answer."""
     text = " ".join(completion.text.split()).strip(" \"'")
     text = _OPENING.sub("", text).rstrip(" .")
+    if completion.error is not None:
+        return None, f"the VLM gave no answer ({completion.error})"
     if completion.finish_reason == "length":
         return None, "the VLM answer was cut off at objective_max_new_tokens"
     if not text:

@@ -18,6 +18,7 @@ from pathlib import Path
 from merr_builder.annotate.llm.cache import cached_answers
 from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings, LLMBackend
 from merr_builder.annotate.prompts import TRANSLATE_QUESTION, TRANSLATE_SYSTEM
+from merr_builder.speech import subtitle
 from merr_builder.speech.stage import CJK, guess_language
 
 ORIGINAL = "original"
@@ -57,7 +58,7 @@ def english_transcripts(
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
         requests = [
             ChatRequest(TRANSLATE_SYSTEM, TRANSLATE_QUESTION.format(language=rows[i].get("transcript_language") or "unknown",
-                                                                   text=rows[i]["transcript"].strip()))
+                                                                   text=subtitle.cut(rows[i]["transcript"].strip())))
             for i in to_llm
         ]  # fmt: skip
         source = f"llm:{llm.model_id()['name']}"

@@ -22,7 +22,7 @@ class EncodersStep(StepDefaults):
     config_section = "encode"
     settings = tuple(role for role, _ in ROLES)
     reads = {
-        "ingest": ("source_path", "has_audio", "duration_s"),
+        "ingest": ("source_path", "source_path_bytes", "has_audio", "duration_s"),
         "media": ("frames_jpeg", "frame_times_s"),
         "faces": ("peak_face_jpeg", "peak_frame_jpeg", "au_series"),
     }

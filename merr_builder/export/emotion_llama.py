@@ -36,8 +36,19 @@ from pathlib import Path
 
 import numpy as np
 
-from merr_builder.finished_build import ExportError, clip_list, fresh_folder, labelled_rows, link_or_copy
+from merr_builder.finished_build import (
+    ExportError,
+    check_sources_outside,
+    clip_list,
+    fresh_folder,
+    labelled_rows,
+    link_or_copy,
+    member,
+    reading_build,
+    source_file,
+)
 from merr_builder.facs import AU_PRESENCE_THRESHOLD
+from merr_builder.names import ID_RULE, id_problem
 from merr_builder.speech import subtitle
 
 # Emotion-LLaMA feature folder → the shard column holding that encoder's 1024-d clip feature.
@@ -72,6 +83,8 @@ def misread_names(names: list[str]) -> dict[str, str]:
             why[name] = "is not a file name (<folder>/<name>.npy)"
         elif any(ord(c) < 32 or ord(c) == 127 for c in name):
             why[name] = "has a control character"
+        elif problem := id_problem(name):
+            why[name] = f"{problem} ({ID_RULE})"
     return why
 
 
@@ -85,7 +98,13 @@ def _names_pandas_misreads(csv_path: Path, names: list[str]) -> dict[str, str]:
 
 
 def export_emotion_llama(out_dir: Path, to: Path, drop_missing: bool = False, copy_videos: bool = False) -> EmotionLlamaExport:
-    rows, unlabelled = labelled_rows(out_dir, TEXT_COLUMNS + ["peak_frame_jpeg"] + list(FEATURE_FOLDERS.values()))
+    with reading_build(out_dir, to):
+        return _export(out_dir, Path(to).absolute(), drop_missing, copy_videos)
+
+
+def _export(out_dir: Path, to: Path, drop_missing: bool, copy_videos: bool) -> EmotionLlamaExport:
+    rows, unlabelled = labelled_rows(out_dir, ["source_path_bytes"] + TEXT_COLUMNS + ["peak_frame_jpeg"] + list(FEATURE_FOLDERS.values()))
+    check_sources_outside(rows, to)
     features = {folder: column for folder, column in FEATURE_FOLDERS.items() if any(r[column] is not None for r in rows)}
     coarse = [r for r in rows if r["coarse_caption"]]
     for folder, column in features.items():
@@ -104,7 +123,7 @@ def export_emotion_llama(out_dir: Path, to: Path, drop_missing: bool = False, co
     if misread:
         raise ExportError(_misread_message(misread))
     result = EmotionLlamaExport(Path(to), len(coarse), len(fine), unlabelled, dropped=sorted(missing))
-    with fresh_folder(Path(to)) as folder:
+    with fresh_folder(to, "emotion-llama") as folder:
         for name, chosen in (("coarse", coarse), ("fine", fine)):
             lines = [f"{r['clip_id']} {_frame_count(r)} {r['label']}\n" for r in chosen]
             (folder / f"MERR_{name}_grained.txt").write_text("".join(lines))
@@ -122,16 +141,16 @@ def export_emotion_llama(out_dir: Path, to: Path, drop_missing: bool = False, co
         for r in coarse:
             suffix = ".avi" if r["source_path"].lower().endswith(".avi") else ".mp4"  # the two the trainer tries
             # relative to the final folder: the partial folder is its sibling, at the same depth
-            link_or_copy(Path(r["source_path"]), folder / "video" / f"{r['clip_id']}{suffix}", Path(to) / "video", copy_videos)
+            link_or_copy(Path(source_file(r)), member(folder / "video", f"{r['clip_id']}{suffix}"), to / "video", copy_videos)
             if r["peak_frame_jpeg"]:
-                (folder / "peak_frames" / f"{r['clip_id']}.jpg").write_bytes(r["peak_frame_jpeg"])
+                member(folder / "peak_frames", f"{r['clip_id']}.jpg").write_bytes(r["peak_frame_jpeg"])
             else:
                 result.without_peak_frame.append(r["clip_id"])
         for feature_folder, column in features.items():
             (folder / feature_folder).mkdir()
             written = [r for r in coarse if r[column] is not None]
             for r in written:
-                np.save(folder / feature_folder / f"{r['clip_id']}.npy", np.asarray(r[column], dtype=np.float32))
+                np.save(member(folder / feature_folder, f"{r['clip_id']}.npy"), np.asarray(r[column], dtype=np.float32))
             result.features[feature_folder] = len(written)
     absent = sorted(set(FEATURE_FOLDERS) - set(features))
     if absent:

@@ -28,7 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from merr_builder.atomic import write_bytes_atomic
-from merr_builder.finished_build import ExportError, fresh_folder, labelled_rows, link_or_copy
+from merr_builder.finished_build import (
+    ExportError,
+    check_ids,
+    check_sources_outside,
+    fresh_folder,
+    labelled_rows,
+    link_or_copy,
+    member,
+    reading_build,
+    source_file,
+)
 from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio
 from merr_builder.quarantine import ClipError
 from merr_builder.speech import subtitle
@@ -56,13 +66,26 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
     if odd or not modalities:
         raise ExportError(f"unknown modality {', '.join(odd) or '(none given)'}; choose one or more of {', '.join(MODALITIES)}")
     to = Path(to).absolute()
-    rows, unlabelled = labelled_rows(out_dir, ["source_path", *subtitle.COLUMNS, "coarse_caption", "fine_caption", "peak_frame_jpeg", "has_audio"])
-    rng = random.Random(seed)
+    if to.is_dir():
+        raise ExportError(f"{to} is a folder; --to names the JSON file to write (its media go beside it)")
+    if to.exists() and not _an_earlier_export(to):
+        raise ExportError(f"{to} exists and is not a ShareGPT export (a JSON list of conversations); choose another file")
     media_name = f"{to.stem}_media"
+    with reading_build(out_dir, to, to.parent / media_name, to.parent / "dataset_info.json"):
+        return _export(out_dir, to, media_name, tasks, seed, name, modalities, copy_videos)
+
+
+def _export(out_dir: Path, to: Path, media_name: str, tasks: tuple[str, ...], seed: int, name: str, modalities: tuple[str, ...],
+            copy_videos: bool) -> ShareGPTExport:  # fmt: skip
+    rows, unlabelled = labelled_rows(out_dir, ["source_path", "source_path_bytes", *subtitle.COLUMNS, "coarse_caption", "fine_caption",
+                                               "peak_frame_jpeg", "has_audio"])  # fmt: skip
+    check_ids(rows)
+    check_sources_outside(rows, to, to.parent / media_name)
+    rng = random.Random(seed)
     samples: list[dict] = []
     by_task = {t: 0 for t in tasks}
     to.parent.mkdir(parents=True, exist_ok=True)
-    with fresh_folder(to.parent / media_name) as media:
+    with fresh_folder(to.parent / media_name, "sharegpt") as media:
         for modality in modalities:
             (media / f"{modality}s").mkdir()
         for row in rows:
@@ -72,16 +95,16 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
                 continue
             tokens, extra = "", {}
             if "image" in modalities and row["peak_frame_jpeg"]:
-                (media / "images" / f"{row['clip_id']}.jpg").write_bytes(row["peak_frame_jpeg"])
+                member(media / "images", f"{row['clip_id']}.jpg").write_bytes(row["peak_frame_jpeg"])
                 tokens += "<image>"
                 extra["images"] = [f"{media_name}/images/{row['clip_id']}.jpg"]
             if "video" in modalities:
                 video = f"{row['clip_id']}{Path(row['source_path']).suffix.lower()}"
-                link_or_copy(Path(row["source_path"]), media / "videos" / video, to.parent / media_name / "videos", copy_videos)
+                link_or_copy(Path(source_file(row)), member(media / "videos", video), to.parent / media_name / "videos", copy_videos)
                 tokens += "<video>"
                 extra["videos"] = [f"{media_name}/videos/{video}"]
             # a clip whose source no longer decodes keeps its video slot and loses the audio one
-            if "audio" in modalities and row["has_audio"] and _write_wav(media / "audios" / f"{row['clip_id']}.wav", ClipAudio(row["source_path"])):
+            if "audio" in modalities and row["has_audio"] and _write_wav(member(media / "audios", f"{row['clip_id']}.wav"), ClipAudio(source_file(row))):
                 tokens += "<audio>"
                 extra["audios"] = [f"{media_name}/audios/{row['clip_id']}.wav"]
             for task, answer in answers.items():
@@ -109,10 +132,23 @@ def _write_wav(path: Path, audio: ClipAudio) -> bool:
     return True
 
 
+def _an_earlier_export(file: Path) -> bool:
+    try:
+        samples = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(samples, list) and all(isinstance(s, dict) and "conversations" in s for s in samples)
+
+
 def _register(file: Path, name: str, modalities: tuple[str, ...]) -> None:
     """Add (or replace) this dataset in `dataset_info.json` beside the file, as LLaMA-Factory reads it."""
     info_path = file.parent / "dataset_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{info_path} cannot be read as LLaMA-Factory's dataset_info.json ({exc}); move it away") from None
+    if not isinstance(info, dict):
+        raise ExportError(f"{info_path} is not LLaMA-Factory's dataset_info.json (not a JSON object); move it away")
     info[name] = {
         "file_name": file.name,
         "formatting": "sharegpt",

@@ -89,7 +89,7 @@ class OpenFaceExtractor:
         self.csv_dir = Path(csv_dir)
 
     def csv_for(self, clip: ClipInfo) -> Path:
-        for stem in dict.fromkeys((clip.clip_id, Path(clip.source_path).stem)):
+        for stem in dict.fromkeys((clip.clip_id, Path(clip.path).stem)):
             path = self.csv_dir / f"{stem}.csv"
             if path.is_file():
                 return path

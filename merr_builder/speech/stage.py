@@ -40,6 +40,19 @@ def _egemaps_values(audio: np.ndarray, sample_rate: int) -> list[float]:
     return egemaps(audio, sample_rate)[0]
 
 
+def supported_languages(config: SpeechConfig) -> frozenset[str] | None:
+    """The language codes the configured ASR backend knows (Whisper's); None without ASR."""
+    if config.backend == "faster_whisper":
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # (its one list; no public name)
+
+        return frozenset(_LANGUAGE_CODES)
+    if config.backend == "openai_whisper":
+        from whisper.tokenizer import LANGUAGES
+
+        return frozenset(LANGUAGES)
+    return None
+
+
 def make_asr(config: SpeechConfig) -> ASRBackend | None:
     if config.backend == "faster_whisper":
         from merr_builder.speech.faster_whisper import FasterWhisperASR
@@ -67,9 +80,9 @@ class SpeechAnalyser:
         if self.config.sidecar == "ignore":
             return None
         if clip.sidecar_transcript is not None:
-            return Sidecar(clip.sidecar_transcript, clip.sidecar_source or "")
-        path = find_sidecar(clip.source_path)
-        return read_sidecar(path) if path is not None else None
+            return Sidecar(clip.sidecar_transcript, clip.sidecar_source or "", clip.sidecar_encoding)
+        path = find_sidecar(clip.path)
+        return read_sidecar(path, self.config.sidecar_max_bytes, self.config.sidecar_encoding) if path is not None else None
 
     def analyse(self, clip: ClipInfo, audio: ClipAudio | None) -> dict:
         sidecar = self.sidecar_for(clip)  # an undecodable sidecar is this clip's error
@@ -139,6 +152,7 @@ class SpeechAnalyser:
                 "transcript": sidecar.text,
                 "transcript_language": guess_language(sidecar.text),
                 "transcript_source": f"sidecar:{sidecar.source}",
+                "transcript_encoding": sidecar.encoding,
                 "transcript_flags": [],
                 "transcript_error": None,
             }
@@ -151,7 +165,7 @@ class SpeechAnalyser:
                 "transcript_error": None,
             }
         if empty:
-            return {"transcript": "", "transcript_language": None, "transcript_source": f"sidecar:{sidecar.source}",
+            return {"transcript": "", "transcript_language": None, "transcript_source": f"sidecar:{sidecar.source}", "transcript_encoding": sidecar.encoding,
                     "transcript_flags": empty, "transcript_error": None}  # fmt: skip
         reason = (
             "the clip has no audio stream and no sidecar transcript"
@@ -166,7 +180,7 @@ class SpeechStage:
     """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
 
     name = "speech"
-    version = "4"  # 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
+    version = "5"  # 5: sidecars checked (size, encoding, control characters, SRT/VTT parsers), transcript_encoding; 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
     config_section = "speech"
     output_schema = SPEECH_SCHEMA
 

@@ -12,6 +12,11 @@ sentence is never empty):
 - no speech (no transcript, or an empty one): SILENT_SENTENCE, "The person in video says: nothing.";
 - speech that cannot be quoted (doubtful, or not in English): UNQUOTED_SENTENCE,
   "The person in video says: [unclear speech]."
+
+A quote is at most QUOTE_MAX_CHARS long: longer words are cut at the last word boundary before it and end
+in CUT_MARK, and the row says so (`subtitle_cut`). So no row's text can make a prompt too long for the
+LLM step (a 10 MB transcript would be 10 MB of prompt), and every caption, prompt and export quotes the
+same cut words. (MERR's subtitles are one or two sentences; a 30-second monologue is about 500 characters.)
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 from merr_builder.speech.flags import LOW_CONFIDENCE, LOW_LANGUAGE_PROBABILITY, NO_SPEECH, REPETITION
 
 DOUBTFUL_FLAGS = (REPETITION, LOW_LANGUAGE_PROBABILITY, NO_SPEECH, LOW_CONFIDENCE)  # a transcript with one is never quoted
+QUOTE_MAX_CHARS = 1000
+CUT_MARK = " [...]"
 SILENT_SENTENCE = "nothing"
 UNQUOTED_SENTENCE = "[unclear speech]"
 COLUMNS = ("transcript", "transcript_en", "transcript_flags")  # what the rule reads from a row
@@ -39,11 +46,25 @@ def speaks(row: dict) -> bool:
 
 
 def quotable(row: dict) -> str | None:
-    """The English words the row's person may be quoted as saying, or None."""
+    """The English words the row's person may be quoted as saying (cut to QUOTE_MAX_CHARS), or None."""
     english = _text(row.get("transcript_en"))
     if not speaks(row) or not english or doubtful(row):
         return None
-    return english
+    return cut(english)
+
+
+def cut(text: str) -> str:
+    """`text` when it has at most QUOTE_MAX_CHARS characters; else its words up to that length and CUT_MARK."""
+    if len(text) <= QUOTE_MAX_CHARS:
+        return text
+    head = text[: QUOTE_MAX_CHARS - len(CUT_MARK) + 1]
+    return (head.rsplit(None, 1)[0] if " " in head.strip() else head[:-1]).rstrip() + CUT_MARK
+
+
+def quote_cut(row: dict) -> bool:
+    """Whether the row's quoted words were cut to QUOTE_MAX_CHARS."""
+    words = quotable(row)
+    return words is not None and len(_text(row.get("transcript_en"))) > QUOTE_MAX_CHARS
 
 
 def spoken_sentence(row: dict) -> str:

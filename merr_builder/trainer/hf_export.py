@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from merr_builder.finished_build import fresh_folder
+from merr_builder.finished_build import ExportError, fresh_folder
 from merr_builder.tasks import FEATURE_SLOT, VIDEO_SLOT
 from merr_builder.trainer import checkpoint
 from merr_builder.trainer.features import STREAMS
@@ -43,9 +43,12 @@ def export_hf(path: Path, to: Path, dtype: str = "float32") -> HFExport:
     from merr_builder.trainer.train import load_trained
 
     source = checkpoint.resolve(path)
+    target = Path(to).resolve()
+    if target == Path(source).resolve() or target in Path(source).resolve().parents:
+        raise ExportError(f"the export target {to} holds the checkpoint {source}; write the export somewhere else")
     model, scaler, meta = load_trained(source, "cpu", vision_source="frame")
     merged = model.lm.merge_and_unload()
-    with fresh_folder(Path(to)) as temp:
+    with fresh_folder(Path(to), "hf") as temp:
         merged.to(getattr(torch, dtype)).save_pretrained(temp)
         model.tokenizer.save_pretrained(temp)
         save_file({f"{stream}.{name}": tensor.detach().float().contiguous() for stream, projector in model.projectors.items()

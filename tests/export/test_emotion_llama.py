@@ -7,36 +7,17 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from original_loader import ORIGINAL_EMOS, read_like_emotion_llama  # (tests/fixtures)
+
 from merr_builder.finished_build import ExportError
 from merr_builder.export.emotion_llama import FEATURE_FOLDERS, export_emotion_llama
 from merr_builder.shards import shard_name
 from merr_builder.speech.subtitle import spoken_sentence
-
-# The original's label index, in its own order (not merr_builder's), to read the files as it does.
-ORIGINAL_EMOS = ["neutral", "angry", "happy", "sad", "worried", "surprise", "fear", "contempt", "doubt"]
-
-
-def read_like_emotion_llama(folder: Path, ann: str, json_name: str, field: str) -> list[dict]:
-    lines = [x.strip().split(" ") for x in open(folder / ann)]
-    records = json.loads((folder / json_name).read_text())
-    sentences = pd.read_csv(folder / "transcription_en_all.csv")
-    samples = []
-    for t in lines:
-        name, label = t[0], t[2]
-        video = folder / "video" / f"{name}.mp4"
-        video = video if video.exists() else folder / "video" / f"{name}.avi"
-        ok, frame = cv2.VideoCapture(str(video)).read()  # the global encoder's frame
-        samples.append({
-            "name": name, "frames": int(t[1]), "emotion": ORIGINAL_EMOS.index(label), "answer": records[name][field],
-            "sentence": sentences.loc[sentences["name"] == name, "sentence"].values[0], "frame_ok": ok and frame is not None,
-        })  # fmt: skip
-    return samples
 
 
 def test_the_export_has_every_file_with_one_line_per_kept_clip(sample_build_with_fine, tmp_path):

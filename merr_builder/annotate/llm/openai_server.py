@@ -39,6 +39,20 @@ class OpenAIServerLLM:
         return self.server_model_id(self.base_url, self.model)
 
     @staticmethod
+    def check_server(base_url: str, timeout_s: float = 10.0) -> None:
+        """The server answers `GET /models` (every OpenAI-compatible server does); LLMServerError otherwise.
+        The preflight asks it before a build starts, so a dead server fails the build in its first second."""
+        import httpx
+
+        url = base_url.rstrip("/") + "/models"
+        try:
+            response = httpx.get(url, timeout=timeout_s, headers={"Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY') or 'not-needed'}"})
+        except httpx.HTTPError as exc:
+            raise LLMServerError(f"the LLM server at {base_url} does not answer ({type(exc).__name__}: {exc})") from None
+        if response.status_code != 200:
+            raise LLMServerError(f"the LLM server at {base_url} answers GET /models with HTTP {response.status_code}")
+
+    @staticmethod
     def server_model_id(base_url: str, model: str) -> dict[str, str]:
         # The weights live on the server: name and address are what this side can vouch for.
         return {"name": model, "file": base_url.rstrip("/"), "sha256": ""}

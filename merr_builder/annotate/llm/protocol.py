@@ -44,8 +44,9 @@ class GenerationSettings:
 @dataclass(frozen=True)
 class Completion:
     text: str
-    finish_reason: str  # "stop" or "length" (cut off at max_new_tokens)
+    finish_reason: str  # "stop", "length" (cut off at max_new_tokens) or "error" (never cached)
     new_tokens: int
+    error: str | None = None  # why this request got no answer (finish_reason "error")
 
 
 # Called with (request index, completion) as each answer arrives, so the caller can store it at once.
