@@ -386,7 +386,7 @@ class IngestStage:
     """Probe and fingerprint a partition of discovered clips."""
 
     name = "ingest"
-    version = "1"
+    version = "2"  # 2: safe ids, source_path_bytes, the video stream read (duration, v:N), sidecar_encoding
     config_section = "ingest"
     output_schema = INGEST_SCHEMA
 

@@ -339,7 +339,7 @@ class MediaStage:
     """Check each clip's audio decodes whole (16 kHz mono float32) and take K uniform frames (JPEG)."""
 
     name = "media"
-    version = "2"  # 2: the audio is streamed from the source by the stages that listen, not stored
+    version = "3"  # 3: the video stream chosen at ingest (v:N), seeking from the stream's own start; 2: the audio is streamed from the source by the stages that listen, not stored
     config_section = "media"
     output_schema = MEDIA_SCHEMA
 
