@@ -194,7 +194,7 @@ def rerun_build(out_dir: str | Path, overrides: list[str], sections: tuple[str, 
     manifest = read_finished_build(out_dir)  # (before the lock: a folder that is no build gets no lock file)
     config = rerun_config(manifest, overrides, (*sections, "run"))
     check_units(config)
-    check_models(config)
+    check_models(config, servers=False)
     flow_ = build_flow.with_options(task_runner=task_runner_for(config.run))
     with build_lock(out_dir, what):
         return flow_(str(out_dir), config, None, console)

@@ -53,14 +53,16 @@ def check_units(config: BuildConfig) -> None:
         raise ConfigError(f"config field 'run.gpu_stages': no stage or step named {', '.join(unknown)} (they are: {', '.join(UNITS)})")
 
 
-def check_models(config: BuildConfig) -> None:
-    """Every model this config uses is there (and is the pinned one); ConfigError naming the unit otherwise."""
+def check_models(config: BuildConfig, servers: bool = True) -> None:
+    """Every model this config uses is there (and is the pinned one), and with `servers` every LLM server
+    answers; ConfigError naming the unit otherwise. (`merr annotate` skips the servers: a regeneration
+    may take every answer from the answer cache, and then needs no server.)"""
     if config.annotate.fine_backend == "transformers":
         check_llm_folder(config.annotate.model_dir, "annotate.model_dir")
-    servers = {"annotate.server_url": config.annotate.server_url if config.annotate.fine_backend == "openai" else None,
+    urls = {"annotate.server_url": config.annotate.server_url if config.annotate.fine_backend == "openai" else None,
                "annotate.objective_server_url": config.annotate.objective_server_url if config.annotate.objective_backend == "openai" else None}  # fmt: skip
-    for field, url in servers.items():
-        if url:
+    for field, url in urls.items():
+        if url and servers:
             from merr_builder.annotate.llm.openai_server import LLMServerError, OpenAIServerLLM
 
             try:

@@ -38,14 +38,11 @@ class DecodedText:
 
 def decode_text(data: bytes, path: str | Path, encoding: str | None = None) -> DecodedText:
     """The text of a file's bytes, in `encoding` when given (else the one found), checked."""
-    if encoding is not None:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise TextDecodeError(f"{path_text(path)}: not text in {encoding} (byte {exc.start}: {exc.reason})") from None
-    else:
-        encoding = _encoding(data, path)
+    encoding = encoding or _encoding(data, path)
+    try:
         text = data.decode(encoding)
+    except UnicodeDecodeError as exc:  # (a named encoding, or one a byte-order mark named, that the bytes break)
+        raise TextDecodeError(f"{path_text(path)}: not text in {encoding} (byte {exc.start}: {exc.reason})") from None
     controls = sorted({c for c in text if (ord(c) < 32 or 127 <= ord(c) < 160) and c not in _ALLOWED_CONTROLS})
     if controls:
         line = next(i for i, row in enumerate(text.splitlines() or [text], 1) if any(c in row for c in controls))

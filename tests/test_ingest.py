@@ -11,18 +11,18 @@ from merr_builder.config import IngestConfig, load_config
 from merr_builder.ingest import ClipSource, InputError, discover, probe
 from merr_builder.quarantine import ClipError, ErrorKind
 
-# What each sample clip is (shared/data/PROVENANCE.md and the container headers):
-# width, height, fps, duration_s, video codec, audio codec
+# What each sample clip is (shared/data/PROVENANCE.md and the stream headers):
+# width, height, fps, duration_s (of the video stream: the container's may be longer, its audio outlasting it), video codec, audio codec
 SAMPLES = {
-    "WolfgangLanger_Pexels.mp4": (640, 360, 23.976, 19.69, "h264", "aac"),
-    "single_face.mp4": (640, 360, 30.0, 2.43, "h264", "mp3"),
+    "WolfgangLanger_Pexels.mp4": (640, 360, 23.976, 19.685, "h264", "aac"),
+    "single_face.mp4": (640, 360, 30.0, 2.4, "h264", "mp3"),
     "no_face.mp4": (960, 540, 23.67, 3.945, "h264", "aac"),
     "face_noface.mov": (960, 540, 26.40, 6.40, "hevc", "aac"),
     "noface_face.mov": (960, 540, 26.49, 6.38, "hevc", "aac"),
     "mer2023_sample/video/sample_00000338.mp4": (672, 378, 25.0, 4.56, "h264", "aac"),
     "mer2023_sample/video/sample_00000669.mp4": (720, 404, 25.0, 7.44, "h264", "aac"),
-    "mer2023_sample/video/sample_00000727.mp4": (856, 480, 24.0, 10.76, "h264", "aac"),
-    "mer2023_sample/video/samplenew_00061200.mp4": (1920, 808, 25.0, 2.428, "h264", "aac"),
+    "mer2023_sample/video/sample_00000727.mp4": (856, 480, 24.0, 10.708, "h264", "aac"),
+    "mer2023_sample/video/samplenew_00061200.mp4": (1920, 808, 25.0, 2.4, "h264", "aac"),
 }
 
 

@@ -29,7 +29,7 @@ _LEFT_EYE = range(42, 48)
 def read_openface_csv(path: Path) -> list[FrameFaces]:
     """Frames of one OpenFace FeatureExtraction CSV; raises ClipError naming the file when unusable."""
     try:
-        text = decode_text(path.read_bytes(), path)
+        text = decode_text(path.read_bytes(), path).text
     except (OSError, TextDecodeError) as exc:
         raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: cannot read the OpenFace CSV ({exc})") from exc
     rows = list(csv.reader(text.splitlines()))
