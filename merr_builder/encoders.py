@@ -224,7 +224,8 @@ class AudioEncoder:
         if not row.get("has_audio"):
             return None
         try:
-            return decode_audio(openable(row["source_path"], row.get("source_path_bytes")), expected_s=row.get("duration_s"))
+            return decode_audio(openable(row["source_path"], row.get("source_path_bytes")), expected_s=row.get("duration_s"),
+                                until_s=row.get("duration_s"))  # fmt: skip
         except ClipError:
             return None
 

@@ -55,10 +55,13 @@ def _last_line(stderr: bytes) -> str:
 AUDIO_BLOCK_S = 10.0  # seconds of audio read from ffmpeg at a time
 
 
-def iter_audio_blocks(path: str, block_s: float = AUDIO_BLOCK_S, sample_rate: int = AUDIO_SAMPLE_RATE) -> Iterator[np.ndarray]:
+def iter_audio_blocks(path: str, block_s: float = AUDIO_BLOCK_S, sample_rate: int = AUDIO_SAMPLE_RATE,
+                      until_s: float | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """The first audio stream as mono float32 at `sample_rate`, streamed from ffmpeg in blocks of `block_s`
-    seconds (the last one shorter): a clip's audio is never held whole."""
-    cmd = [*_FFMPEG, "-i", path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    seconds (the last one shorter): a clip's audio is never held whole. With `until_s`, only its first
+    `until_s` seconds (a clip is its video: audio that outlasts it is not the clip's)."""
+    limit = ["-t", f"{until_s:.6f}"] if until_s else []
+    cmd = [*_FFMPEG, "-i", path, "-map", "0:a:0", "-vn", *limit, "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
     block_bytes = max(1, int(block_s * sample_rate)) * 4
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg cannot block on it
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)
@@ -86,10 +89,11 @@ def iter_audio_blocks(path: str, block_s: float = AUDIO_BLOCK_S, sample_rate: in
         raise ClipError(ErrorKind.DECODE_ERROR, f"{path}: audio does not decode ({_last_line(message)})")
 
 
-def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE, expected_s: float | None = None) -> np.ndarray:
-    """The first audio stream as one array (mono float32 at `sample_rate`); read in one block when
-    `expected_s` is about right. The build's stages stream it instead (`ClipAudio`)."""
-    blocks = list(iter_audio_blocks(path, (expected_s or 30.0) + 1.0, sample_rate))
+def decode_audio(path: str, sample_rate: int = AUDIO_SAMPLE_RATE, expected_s: float | None = None, until_s: float | None = None) -> np.ndarray:
+    """The first audio stream as one array (mono float32 at `sample_rate`), its first `until_s` seconds
+    when given; read in one block when `expected_s` is about right. The build's stages stream it instead
+    (`ClipAudio`)."""
+    blocks = list(iter_audio_blocks(path, (expected_s or 30.0) + 1.0, sample_rate, until_s))
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.empty(0, dtype="<f4")
 
 
@@ -99,9 +103,10 @@ class ClipAudio:
     listen (faces, speech) hold a bounded amount of it whatever the clip's length."""
 
     path: str
+    until_s: float | None = None  # the clip's duration: the audio past the video's end is left out
 
     def blocks(self, block_s: float = AUDIO_BLOCK_S) -> Iterator[np.ndarray]:
-        return iter_audio_blocks(self.path, block_s)
+        return iter_audio_blocks(self.path, block_s, until_s=self.until_s)
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -311,8 +316,8 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
     frames, times = uniform_frames(clip, config)
     audio_s = None
     if clip.has_audio:  # decoded through once to check it is whole; the stages that listen stream it again
-        audio_s = sum(len(block) for block in iter_audio_blocks(clip.path)) / AUDIO_SAMPLE_RATE
-        declared = clip.audio_duration_s or clip.duration_s
+        audio_s = sum(len(block) for block in iter_audio_blocks(clip.path, until_s=clip.duration_s)) / AUDIO_SAMPLE_RATE
+        declared = min(clip.audio_duration_s or clip.duration_s, clip.duration_s)
         if declared - audio_s > config.truncation_tolerance_s:
             raise ClipError(
                 ErrorKind.TRUNCATED,
@@ -330,7 +335,7 @@ def map_clips_with_audio(
     return map_clips(
         stage,
         batch.clips,  # the clips whose audio the media stage found whole
-        lambda c: analyse(c, ClipAudio(c.path) if c.has_audio else None),
+        lambda c: analyse(c, ClipAudio(c.path, c.duration_s) if c.has_audio else None),
         lambda c: (c.clip_id, c.source_path),
     )
 

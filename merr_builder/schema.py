@@ -71,7 +71,7 @@ MEDIA_SCHEMA = _schema(
     "stage.media",
     [
         _field("clip_id", pa.string(), "clip identifier", False),
-        _field("audio_duration_s", pa.float64(), "seconds of decoded audio; null without audio"),
+        _field("audio_duration_s", pa.float64(), "seconds of decoded audio, up to the video's end; null without audio"),
         _field("frames_jpeg", pa.list_(pa.binary()), "K uniformly spaced frames as JPEG", False),
         _field("frame_times_s", pa.list_(pa.float32()), "timestamp of each kept frame", False),
     ],

@@ -35,6 +35,20 @@ def test_audio_streams_in_blocks_equal_to_the_whole(clips):
     stream.close()  # a reader that stops early ends ffmpeg without an error
 
 
+def test_a_clip_is_its_video_audio_past_the_video_end_is_left_out(shared_data, tmp_path):
+    import subprocess
+
+    path = tmp_path / "long_audio.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(shared_data / "single_face.mp4"), "-f", "lavfi", "-i",
+                    "sine=frequency=220:sample_rate=16000:duration=30", "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
+                    str(path)], check=True)  # fmt: skip
+    clip = _probe(path)
+    assert clip.duration_s == pytest.approx(2.4, abs=0.01) and clip.audio_duration_s == pytest.approx(30, abs=0.1)
+    heard = sum(len(b) for b in ClipAudio(str(path), clip.duration_s).blocks()) / AUDIO_SAMPLE_RATE
+    assert heard == pytest.approx(2.4, abs=0.03)
+    assert load_clip_media(clip, MediaConfig()).audio_duration_s == pytest.approx(2.4, abs=0.03)
+
+
 def test_audio_that_does_not_decode_names_the_file(clips):
     with pytest.raises(ClipError) as err:
         list(ClipAudio(str(clips.text_as_mp4)).blocks())
@@ -96,7 +110,7 @@ def test_k_uniform_frames_as_jpeg(mer2023_sample: Path):
     assert all(img is not None and max(img.shape[:2]) <= 448 for img in images)
     assert images[0].shape[1] / images[0].shape[0] == pytest.approx(1920 / 808, rel=0.02)
     assert media.frame_times_s == sorted(media.frame_times_s) and media.frame_times_s[-1] < clip.video_duration_s
-    assert media.audio_duration_s == pytest.approx(len(decode_audio(clip.source_path)) / AUDIO_SAMPLE_RATE)
+    assert media.audio_duration_s == pytest.approx(len(decode_audio(clip.source_path, until_s=clip.duration_s)) / AUDIO_SAMPLE_RATE)
 
 
 def test_a_cut_off_clip_is_reported_truncated(clips):

@@ -78,7 +78,7 @@ def export_sharegpt(out_dir: Path, to: Path, tasks: tuple[str, ...] = tuple(TASK
 def _export(out_dir: Path, to: Path, media_name: str, tasks: tuple[str, ...], seed: int, name: str, modalities: tuple[str, ...],
             copy_videos: bool) -> ShareGPTExport:  # fmt: skip
     rows, unlabelled = labelled_rows(out_dir, ["source_path", "source_path_bytes", *subtitle.COLUMNS, "coarse_caption", "fine_caption",
-                                               "peak_frame_jpeg", "has_audio"])  # fmt: skip
+                                               "peak_frame_jpeg", "has_audio", "duration_s"])  # fmt: skip
     check_ids(rows)
     check_sources_outside(rows, to, to.parent / media_name)
     rng = random.Random(seed)
@@ -104,7 +104,7 @@ def _export(out_dir: Path, to: Path, media_name: str, tasks: tuple[str, ...], se
                 tokens += "<video>"
                 extra["videos"] = [f"{media_name}/videos/{video}"]
             # a clip whose source no longer decodes keeps its video slot and loses the audio one
-            if "audio" in modalities and row["has_audio"] and _write_wav(member(media / "audios", f"{row['clip_id']}.wav"), ClipAudio(source_file(row))):
+            if "audio" in modalities and row["has_audio"] and _write_wav(member(media / "audios", f"{row['clip_id']}.wav"), ClipAudio(source_file(row), row["duration_s"])):
                 tokens += "<audio>"
                 extra["audios"] = [f"{media_name}/audios/{row['clip_id']}.wav"]
             for task, answer in answers.items():
