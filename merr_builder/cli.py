@@ -164,7 +164,7 @@ app.add_typer(export_app, name="export")
 @export_app.command("emotion-llama")
 def export_emotion_llama_command(
     out: Annotated[Path, typer.Argument(help="a finished build folder")],
-    to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
+    to: Annotated[Path, typer.Option(help="folder to write: new, empty, or an earlier export (replaced); never inside the build or its input")],
     drop_missing: Annotated[bool, typer.Option(help="leave out clips that lack an encoder feature (else: refused, clips named)")] = False,
     copy_videos: Annotated[bool, typer.Option(help="copy the clips into video/ (default: relative links)")] = False,
 ) -> None:
@@ -209,7 +209,7 @@ def export_sharegpt_command(
 @export_app.command("hf")
 def export_hf_command(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint folder, or a run folder (its latest checkpoint)")],
-    to: Annotated[Path, typer.Option(help="folder to write (replaced if it exists)")],
+    to: Annotated[Path, typer.Option(help="folder to write: new, empty, or an earlier export (replaced)")],
     dtype: Annotated[str, typer.Option(help="weights dtype: float32, bfloat16 or float16")] = "float32",
 ) -> None:
     """A trained checkpoint as a Hugging Face model folder (LoRA merged) plus projectors.safetensors and emotion_llama.json."""

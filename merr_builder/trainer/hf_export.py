@@ -39,7 +39,7 @@ class HFExport:
 
 
 def export_hf(path: Path, to: Path, dtype: str = "float32") -> HFExport:
-    """Merge the checkpoint's LoRA into its base and write the folder (replaced if it exists)."""
+    """Merge the checkpoint's LoRA into its base and write the folder (an earlier export there is replaced)."""
     from merr_builder.trainer.train import load_trained
 
     source = checkpoint.resolve(path)
