@@ -59,15 +59,10 @@ def reading_build(out_dir: Path, *targets: Path) -> Iterator[dict]:
     """The build's manifest, with the build held as a reader for the block; refused (ExportError) when a
     target is, holds or lies inside the build or one of its inputs (its input folder or manifest, a clip)."""
     manifest = read_manifest(out_dir)
-    build = Path(out_dir).resolve()
-    guarded = {build: "the build", Path(manifest.get("input", {}).get("path") or build).resolve(): "the build's input"}
-    for target in targets:
-        target = Path(target).resolve()
-        for path, what in guarded.items():
-            if target == path or path in target.parents or target in path.parents:
-                relation = "is" if target == path else ("lies inside" if path in target.parents else "holds")
-                raise ExportError(f"the export target {path_text(target)} {relation} {what} ({path_text(path)}); "
-                                  "write the export somewhere else")  # fmt: skip
+    build = Path(out_dir)
+    guarded = {build: "the build", Path(manifest.get("input", {}).get("path") or build): "the build's input"}
+    for path, what in guarded.items():
+        _refuse_overlap(targets, path, what)
     try:
         with read_lock(out_dir):
             yield manifest
@@ -76,14 +71,18 @@ def reading_build(out_dir: Path, *targets: Path) -> Iterator[dict]:
 
 
 def check_sources_outside(rows: list[dict], *targets: Path) -> None:
-    """Refuse targets that hold a source clip (replacing them would delete it)."""
-    resolved = [Path(t).resolve() for t in targets]
+    """Refuse targets that are or hold a source clip (replacing them would delete it)."""
     for row in rows:
-        source = Path(source_file(row)).resolve()
-        for target in resolved:
-            if target == source or target in source.parents:
-                raise ExportError(f"the export target {path_text(target)} holds the source clip {row['source_path']} "
-                                  f"({row['clip_id']}); write the export somewhere else")  # fmt: skip
+        _refuse_overlap(targets, Path(source_file(row)), f"the source clip of {row['clip_id']}")
+
+
+def _refuse_overlap(targets: tuple[Path, ...], path: Path, what: str) -> None:
+    """ExportError when a target is `path`, lies inside it or holds it (links resolved)."""
+    path = Path(path).resolve()
+    for target in (Path(t).resolve() for t in targets):
+        relation = "is" if target == path else "lies inside" if path in target.parents else "holds" if target in path.parents else None
+        if relation:
+            raise ExportError(f"the export target {path_text(target)} {relation} {what} ({path_text(path)}); write the export somewhere else")
 
 
 def source_file(row: dict) -> str:

@@ -59,16 +59,8 @@ def check_models(config: BuildConfig, servers: bool = True) -> None:
     may take every answer from the answer cache, and then needs no server.)"""
     if config.annotate.fine_backend == "transformers":
         check_llm_folder(config.annotate.model_dir, "annotate.model_dir")
-    urls = {"annotate.server_url": config.annotate.server_url if config.annotate.fine_backend == "openai" else None,
-               "annotate.objective_server_url": config.annotate.objective_server_url if config.annotate.objective_backend == "openai" else None}  # fmt: skip
-    for field, url in urls.items():
-        if url and servers:
-            from merr_builder.annotate.llm.openai_server import LLMServerError, OpenAIServerLLM
-
-            try:
-                OpenAIServerLLM.check_server(url)
-            except LLMServerError as exc:
-                raise ConfigError(f"{field}: {exc}") from None
+    if servers:
+        check_servers(config)
     for unit in (*STAGES, *CORPUS_STEPS):
         try:
             unit.models(config)
@@ -77,6 +69,20 @@ def check_models(config: BuildConfig, servers: bool = True) -> None:
         except Exception as exc:  # noqa: BLE001 (an asset, a file, a server: each unit's own errors, named)
             message = " ".join(str(exc).split()) or type(exc).__name__
             raise ConfigError(f"the {unit.name} {'stage' if unit in STAGES else 'step'} cannot find its model: {message}") from None
+
+
+def check_servers(config: BuildConfig) -> None:
+    """Every OpenAI-compatible server the config names answers `GET /models`."""
+    from merr_builder.annotate.llm.openai_server import LLMServerError, OpenAIServerLLM
+
+    named = {"annotate.server_url": config.annotate.fine_backend == "openai" and config.annotate.server_url,
+             "annotate.objective_server_url": config.annotate.objective_backend == "openai" and config.annotate.objective_server_url}  # fmt: skip
+    for field, url in named.items():
+        if url:
+            try:
+                OpenAIServerLLM.check_server(url)
+            except LLMServerError as exc:
+                raise ConfigError(f"{field}: {exc}") from None
 
 
 def check_llm_folder(folder: Path | None, field: str) -> None:

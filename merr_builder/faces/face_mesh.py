@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from merr_builder.assets import AssetError
+from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, AssetError, locate
 from merr_builder.facs import AU_INTENSITY_MAX, AU_NAMES, AU_SCALE, BLENDSHAPE_NAMES, BLENDSHAPE_REST, BLENDSHAPE_TO_AU
 from merr_builder.faces.protocol import Face
 from merr_builder.quarantine import ClipError, ErrorKind
@@ -30,6 +30,11 @@ MIN_FACE_PRESENCE = 0.2
 RIGHT_EYE = (33, 133)
 LEFT_EYE = (362, 263)
 
+
+
+def face_model_files(landmarker_path: Path | None, detector_path: Path | None) -> tuple[Path, Path]:
+    """The verified landmarker bundle (`.task`) and full-range detector both MediaPipe backends read."""
+    return locate(FACE_LANDMARKER, landmarker_path), locate(FACE_DETECTOR_FULL_RANGE, detector_path)
 
 def check_frame(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

@@ -31,10 +31,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, locate
 from merr_builder.facs import BLENDSHAPE_NAMES
 from merr_builder.faces.face_mesh import (
-    DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, fitted_head_pose, task_member,
+    DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, face_model_files, fitted_head_pose, task_member,
 )  # fmt: skip
 from merr_builder.faces.protocol import Face, FrameFaces
 from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
@@ -143,8 +142,7 @@ class LiteRTExtractor:
     ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.landmarker_file = locate(FACE_LANDMARKER, landmarker_path)
-        self.detector_file = locate(FACE_DETECTOR_FULL_RANGE, detector_path)
+        self.landmarker_file, self.detector_file = face_model_files(landmarker_path, detector_path)
         self.max_faces = max_faces
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_presence = min_tracking_presence

@@ -19,8 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_LANDMARKER, locate
-from merr_builder.faces.face_mesh import DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, head_pose_degrees
+from merr_builder.faces.face_mesh import (
+    DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, face_model_files, head_pose_degrees,
+)  # fmt: skip
 from merr_builder.faces.protocol import Face, FrameFaces
 from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
 from merr_builder.records import ClipInfo
@@ -59,8 +60,7 @@ class MediaPipeExtractor:
         crop_margin: float = 0.8,
         crop_size: int = 192,
     ) -> None:
-        self.landmarker_file = locate(FACE_LANDMARKER, landmarker_path)
-        self.detector_file = locate(FACE_DETECTOR_FULL_RANGE, detector_path)
+        self.landmarker_file, self.detector_file = face_model_files(landmarker_path, detector_path)
         self.max_faces = max_faces
         self.crop_margin = crop_margin
         self.crop_size = crop_size
