@@ -53,6 +53,10 @@ class IngestConfig(_Section):
         return self
 
 
+# Who decodes the faces stage's frames (media.iter_packed_frames).
+VideoDecoder = Literal["pyav", "ffmpeg"]
+
+
 class MediaConfig(_Section):
     """Decoding: audio for speech and tone, sampled frames for faces, K uniform frames for the temporal encoders."""
 
@@ -61,6 +65,10 @@ class MediaConfig(_Section):
     frame_max_side: int = Field(448, ge=32, description="longest side of the stored JPEG frames (aspect kept)")
     truncation_tolerance_s: float = Field(
         0.5, ge=0, description="a stream that decodes this much shorter than its container says is truncated"
+    )
+    decoder: VideoDecoder = Field(
+        "pyav", description="the faces stage's pass over every frame: pyav (FFmpeg's libraries in this process) | ffmpeg (the ffmpeg CLI"
+        " through a pipe: a system ffmpeg with decoders PyAV's build lacks)",
     )
 
 
@@ -106,7 +114,7 @@ class FacesConfig(_Section):
     refine: bool = Field(True, description="search every frame around the best sampled candidates")
     refine_candidates: int = Field(8, ge=1, le=32, description="at most this many sampled frames are refined")
     refine_tolerance: float = Field(
-        0.15, ge=0, le=1, description="refine around sampled frames scoring within this fraction of the best held score found"
+        0.05, ge=0, le=1, description="refine around sampled frames scoring within this fraction of the best held score found"
     )
     peak_frame_max_side: int = Field(1024, ge=64, description="longest side of the stored peak frame")
     face_crop_size: int = Field(224, ge=32, description="side of the stored aligned face crop")

@@ -1,7 +1,9 @@
-"""Media: decode audio and frames with the ffmpeg CLI, streamed through pipes so memory stays bounded.
+"""Media: decode audio and frames with the ffmpeg CLI, streamed through pipes so memory stays bounded;
+the faces stage's one pass over every frame, and packet times, through FFmpeg's libraries in-process
+(PyAV): on one core, the pipe alone costs a third of a decode.
 
-ffmpeg honours rotation metadata itself (autorotate), so every frame here is upright and of the
-displayed size that ingest reports.
+ffmpeg honours rotation metadata itself (autorotate), and the in-process decode turns frames by the
+rotation ingest read, so every frame here is upright and of the displayed size that ingest reports.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeVar
 
+import av
 import cv2
 import numpy as np
+from av.video.reformatter import ColorRange
 
-from merr_builder.config import BuildConfig, MediaConfig
+from merr_builder.config import BuildConfig, MediaConfig, VideoDecoder
+from merr_builder.names import path_bytes
 from merr_builder.records import ClipInfo
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import MEDIA_SCHEMA
@@ -129,20 +135,118 @@ class PackedFrame:
         return Frame(self.index, self.time_s, rgb)
 
 
-def iter_packed_frames(clip: ClipInfo) -> Iterator[PackedFrame]:
+def iter_packed_frames(clip: ClipInfo, decoder: VideoDecoder = "pyav") -> Iterator[PackedFrame]:
     """Every frame of a clip, upright, in one decoding pass, packed: for a stage that reads some frames
-    twice and keeps them rather than decode again."""
-    width, height = clip.width, clip.height
+    twice and keeps them rather than decode again. Frame n is the n-th decoded frame, timed by the n-th
+    packet time (`packet_times`), so indices and times agree with every other reader here."""
     times = packet_times(clip.path, clip.video_stream)
-    packed = width % 2 == 0 and height % 2 == 0
-    cmd = [*_FFMPEG, "-i", clip.path, "-map", f"0:v:{clip.video_stream}", "-an", "-vf", f"scale={width}:{height}"]
-    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p" if packed else "rgb24", "pipe:1"]
-    shape = (height * 3 // 2, width) if packed else (height, width, 3)
     origin = times[0] if times else 0.0
     step = 1.0 / clip.fps if clip.fps > 0 else 0.04
-    for n, data in enumerate(_stream_raw(cmd, shape, clip.source_path)):
+    decoded = _packed_by_pyav(clip) if decoder == "pyav" else _packed_by_ffmpeg(clip)
+    for n, data in enumerate(decoded):
         time_s = times[n] - origin if n < len(times) else (times[-1] - origin if times else 0.0) + (n - len(times) + 1) * step
         yield PackedFrame(n, time_s, data)
+
+
+def _packs(width: int, height: int) -> bool:
+    """Whether frames of this displayed size are kept as I420 (both sides even), else as RGB."""
+    return width % 2 == 0 and height % 2 == 0
+
+
+def _packed_by_ffmpeg(clip: ClipInfo) -> Iterator[np.ndarray]:
+    width, height = clip.width, clip.height
+    packed = _packs(width, height)
+    cmd = [*_FFMPEG, "-i", clip.path, "-map", f"0:v:{clip.video_stream}", "-an", "-vf", f"scale={width}:{height}"]
+    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p" if packed else "rgb24", "pipe:1"]
+    return _stream_raw(cmd, (height * 3 // 2, width) if packed else (height, width, 3), clip.source_path)
+
+
+@contextmanager
+def _opened(clip_path: str, source_path: str) -> Iterator[av.container.InputContainer]:
+    """A clip's container opened by PyAV; a name that is not UTF-8 is opened as a file object (PyAV
+    passes names to FFmpeg as UTF-8). A file FFmpeg cannot open is the clip's decode error."""
+    raw = path_bytes(clip_path)
+    handle = open(raw, "rb") if raw else None
+    try:
+        container = av.open(handle or clip_path, mode="r")
+    except (av.error.FFmpegError, OSError) as error:
+        if handle is not None:
+            handle.close()
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{source_path}: video does not open ({error})") from error
+    try:
+        yield container
+    finally:
+        container.close()
+        if handle is not None:
+            handle.close()
+
+
+def _packed_by_pyav(clip: ClipInfo) -> Iterator[np.ndarray]:
+    """`_packed_by_ffmpeg`'s frames decoded in this process. As the ffmpeg CLI does, a packet that does
+    not decode is passed over (its error is kept); a clip none of whose packets decodes is an error."""
+    width, height = clip.width, clip.height
+    turns = (clip.rotation // 90) % 4  # display rotation, counter-clockwise
+    coded_w, coded_h = (height, width) if turns % 2 else (width, height)
+    pixel_format = "yuv420p" if _packs(width, height) else "rgb24"
+    frames, error = 0, None
+    with _opened(clip.path, clip.source_path) as container:
+        if clip.video_stream >= len(container.streams.video):
+            raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: no video stream v:{clip.video_stream}")
+        stream = container.streams.video[clip.video_stream]
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+                decoded = packet.decode()
+            except StopIteration:
+                break
+            except av.error.FFmpegError as failure:  # this packet (or the demuxer here) is damaged
+                error = failure
+                if isinstance(failure, av.error.EOFError):
+                    break
+                continue
+            for frame in decoded:
+                if (frame.width, frame.height, frame.format.name) != (coded_w, coded_h, pixel_format):
+                    frame = _reformatted(frame, coded_w, coded_h, pixel_format)
+                data = _i420(frame) if pixel_format == "yuv420p" else frame.to_ndarray(format=pixel_format)
+                frames += 1
+                yield _turned(data, turns, width, height) if turns else data
+    if frames == 0:
+        raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: video does not decode ({error or 'no frames'})")
+
+
+def _i420(frame: av.VideoFrame) -> np.ndarray:
+    """A yuv420p frame's planes copied once into the stacked I420 layout (PyAV's to_ndarray copies twice)."""
+    width, height = frame.width, frame.height
+    data = np.empty(height * width * 3 // 2, dtype=np.uint8)
+    start = 0
+    for plane, (rows, columns) in zip(frame.planes, ((height, width), (height // 2, width // 2), (height // 2, width // 2))):
+        lines = np.frombuffer(plane, dtype=np.uint8)[: rows * plane.line_size].reshape(rows, plane.line_size)[:, :columns]
+        data[start : start + rows * columns].reshape(rows, columns)[:] = lines
+        start += rows * columns
+    return data.reshape(height * 3 // 2, width)
+
+
+def _reformatted(frame: av.VideoFrame, width: int, height: int, pixel_format: str) -> av.VideoFrame:
+    """A frame scaled or converted as the CLI's `-pix_fmt` would: I420 at video range (what
+    `PackedFrame.frame` assumes), a full-range (JPEG) source's range converted; one thread."""
+    source_range = frame.color_range or (ColorRange.JPEG if frame.format.name.startswith("yuvj") else ColorRange.MPEG)
+    target_range = ColorRange.MPEG if pixel_format == "yuv420p" else ColorRange.JPEG
+    return frame.reformat(width=width, height=height, format=pixel_format, src_color_range=source_range,
+                          dst_color_range=target_range, threads=1)  # fmt: skip
+
+
+def _turned(data: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
+    """A decoded frame (I420 planes stacked, or RGB) turned `turns` quarters counter-clockwise to its
+    displayed `width` x `height`, as ffmpeg's autorotate does."""
+    if data.ndim == 3:
+        return np.ascontiguousarray(np.rot90(data, turns))
+    coded_w, coded_h = (height, width) if turns % 2 else (width, height)
+    flat = data.reshape(-1)
+    luma = flat[: coded_w * coded_h].reshape(coded_h, coded_w)
+    chroma = flat[coded_w * coded_h :].reshape(2, coded_h // 2, coded_w // 2)
+    planes = [np.rot90(luma, turns), np.rot90(chroma[0], turns), np.rot90(chroma[1], turns)]
+    return np.concatenate([p.reshape(-1) for p in planes]).reshape(height * 3 // 2, width)
 
 
 def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[np.ndarray]:
@@ -181,14 +285,24 @@ def packet_times(path: str, stream: int = 0) -> list[float]:
 
 @lru_cache(maxsize=64)
 def _packet_times_cached(path: str, stream: int, size: int, mtime_ns: int) -> tuple[float, ...]:  # size, mtime key it
-    cmd = ["ffprobe", "-v", "error", "-select_streams", f"v:{stream}", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # Demuxed in this process (ffprobe -show_entries packet=pts_time gives the same times, to its printed
+    # microsecond, at 15 times the cost: a process per clip). A damaged file gives the packets before the
+    # damage, and one that does not open none.
     times = []
-    for line in proc.stdout.splitlines():
-        try:
-            times.append(float(line.strip().rstrip(",")))
-        except ValueError:
-            continue
+    try:
+        with _opened(path, path) as container:
+            if stream >= len(container.streams.video):
+                return ()
+            video = container.streams.video[stream]
+            base = video.time_base
+            try:
+                for packet in container.demux(video):
+                    if packet.pts is not None:
+                        times.append(float(packet.pts * base))
+            except av.error.FFmpegError:
+                pass
+    except ClipError:
+        return ()
     return tuple(sorted(times))
 
 

@@ -45,7 +45,7 @@ from merr_builder.store import PartitionStore
 # Packages whose versions decide what a build produces; recorded in every manifest.
 RECORDED_PACKAGES = (
     "merr_builder", "numpy", "pyarrow", "opencv-contrib-python", "prefect", "pydantic",
-    "mediapipe", "ai-edge-litert", "faster-whisper", "ctranslate2", "opensmile", "torch", "transformers", "peft",
+    "mediapipe", "ai-edge-litert", "av", "faster-whisper", "ctranslate2", "opensmile", "torch", "transformers", "peft",
 )  # fmt: skip
 
 

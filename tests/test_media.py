@@ -1,3 +1,4 @@
+import subprocess
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from merr_builder.config import IngestConfig, MediaConfig
 from merr_builder.ingest import ClipSource, probe
-from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio, decode_audio, iter_frames, load_clip_media
+from merr_builder.media import AUDIO_SAMPLE_RATE, ClipAudio, decode_audio, iter_frames, iter_packed_frames, load_clip_media, packet_times
 from merr_builder.quarantine import ClipError, ErrorKind
 
 
@@ -36,8 +37,6 @@ def test_audio_streams_in_blocks_equal_to_the_whole(clips):
 
 
 def test_a_clip_is_its_video_audio_past_the_video_end_is_left_out(shared_data, tmp_path):
-    import subprocess
-
     path = tmp_path / "long_audio.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(shared_data / "single_face.mp4"), "-f", "lavfi", "-i",
                     "sine=frequency=220:sample_rate=16000:duration=30", "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
@@ -127,3 +126,63 @@ def test_an_unreadable_stream_is_a_decode_error(clips, tmp_path: Path):
     with pytest.raises(ClipError) as err:
         load_clip_media(gone, MediaConfig())
     assert err.value.kind == ErrorKind.DECODE_ERROR and "vanished.mp4" in err.value.message
+
+
+def _variant(source: Path, out: Path, *args: str) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *args, str(out)], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def decode_cases(clips, shared_data: Path, mer2023_sample: Path, tmp_path_factory) -> dict[str, tuple[Path, float]]:
+    """Clips of every kind the in-process decode handles differently, with the largest pixel difference
+    allowed against the CLI: 0 where both hand over the decoder's own I420 planes (the same H.264 decode,
+    bit-exact by the standard), a little where swscale converts (its versions and filters differ)."""
+    face, folder = shared_data / "single_face.mp4", tmp_path_factory.mktemp("decode")
+    corrupt = bytearray(face.read_bytes())
+    for i in range(len(corrupt) // 2, len(corrupt) // 2 + 3000):
+        corrupt[i] ^= 0x55  # a stretch of damaged packets mid-stream
+    (folder / "corrupt_middle.mp4").write_bytes(bytes(corrupt))
+    return {
+        "mer2023": (mer2023_sample / "video" / "sample_00000727.mp4", 0),
+        "rotated 90": (clips.rotated_90, 0),
+        "rotated 270": (_variant(face, folder / "rot270.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=270"), 0),
+        "rotated 180": (_variant(face, folder / "rot180.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=180"), 0),
+        "10-bit": (_variant(face, folder / "ten_bit.mp4", "-vf", "scale=320:180", "-pix_fmt", "yuv420p10le", "-c:v", "libx264"), 0),
+        "damaged packets": (folder / "corrupt_middle.mp4", 0),
+        "full-range MJPEG (range converted)": (_variant(face, folder / "mjpeg.avi", "-c:v", "mjpeg", "-q:v", "3"), 2),
+        "4:4:4 (chroma subsampled)": (_variant(face, folder / "yuv444.mp4", "-pix_fmt", "yuv444p", "-c:v", "libx264"), 8),
+        "odd size (RGB)": (_variant(face, folder / "odd.mp4", "-vf", "scale=321:179", "-c:v", "mpeg4", "-q:v", "3"), 16),
+    }
+
+
+@pytest.mark.parametrize("case", ["mer2023", "rotated 90", "rotated 270", "rotated 180", "10-bit", "damaged packets",
+                                  "full-range MJPEG (range converted)", "4:4:4 (chroma subsampled)", "odd size (RGB)"])  # fmt: skip
+def test_the_in_process_decode_gives_the_ffmpeg_clis_frames(decode_cases, case):
+    """media.decoder pyav (FFmpeg's libraries in this process) against the ffmpeg CLI through a pipe: the
+    same frames, indices and times, upright, of the displayed size, I420 at video range."""
+    path, tolerance = decode_cases[case]
+    clip = _probe(path)
+    ours, cli = list(iter_packed_frames(clip, "pyav")), list(iter_packed_frames(clip, "ffmpeg"))
+    assert len(ours) == len(cli) > 10
+    assert [(f.index, f.time_s) for f in ours] == [(f.index, f.time_s) for f in cli]
+    for a, b in zip(ours, cli):
+        assert a.data.shape == b.data.shape and a.frame().rgb.shape == (clip.height, clip.width, 3)
+        difference = np.abs(a.data.astype(int) - b.data.astype(int))
+        assert difference.max() <= tolerance and difference.mean() <= max(0.5, tolerance / 10), (case, a.index)
+
+
+def test_packet_times_are_ffprobes(mer2023_sample: Path, clips):
+    for path in [mer2023_sample / "video" / "sample_00000727.mp4", clips.rotated_90]:
+        probed = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+                                 "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        times = packet_times(str(path))
+        assert len(times) == len(probed) > 10
+        assert np.allclose(times, sorted(float(t.strip(",")) for t in probed), atol=1e-6)
+
+
+def test_a_file_that_does_not_decode_in_process_names_the_file(clips):
+    clip = _probe(clips.good_synthetic)
+    with pytest.raises(ClipError) as err:
+        list(iter_packed_frames(replace(clip, source_path=str(clips.text_as_mp4)), "pyav"))
+    assert err.value.kind == ErrorKind.DECODE_ERROR and str(clips.text_as_mp4) in err.value.message

@@ -140,14 +140,21 @@ def canonical_face(task_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return vertices, ids, weights
 
 
-def fitted_head_pose(points: np.ndarray, task_file: Path) -> tuple[float, float, float]:
-    """Yaw, pitch, roll of a face from its landmarks (frame pixels; z in the same units, smaller nearer the
-    camera): the rotation of the weighted least-squares similarity fit (Umeyama) of MediaPipe's canonical
-    face onto them, with the weights MediaPipe's geometry pipeline uses. Camera axes as MediaPipe's: x
-    right, y up, z towards the viewer; a weak-perspective fit, which at the distances of film faces differs
-    from MediaPipe's perspective one by a few degrees."""
+def pose_points(points: np.ndarray, task_file: Path) -> np.ndarray:
+    """The landmarks the head-pose fit reads (33 of the 478, frame pixels): what a face keeps to have its
+    pose fitted later (`fitted_head_pose`)."""
+    _, ids, _ = canonical_face(task_file)
+    return np.asarray(points, dtype=np.float64)[ids]
+
+
+def fitted_head_pose(fitted: np.ndarray, task_file: Path) -> tuple[float, float, float]:
+    """Yaw, pitch, roll of a face from its `pose_points` (frame pixels; z in the same units, smaller nearer
+    the camera): the rotation of the weighted least-squares similarity fit (Umeyama) of MediaPipe's
+    canonical face onto them, with the weights MediaPipe's geometry pipeline uses. Camera axes as
+    MediaPipe's: x right, y up, z towards the viewer; a weak-perspective fit, which at the distances of film
+    faces differs from MediaPipe's perspective one by a few degrees."""
     vertices, ids, weights = canonical_face(task_file)
-    target = np.asarray(points, dtype=np.float64)[ids] * (1.0, -1.0, -1.0)
+    target = fitted * (1.0, -1.0, -1.0)
     source = vertices[ids]
     w = weights / weights.sum()
     mu_s, mu_t = w @ source, w @ target

@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -33,7 +34,7 @@ import numpy as np
 
 from merr_builder.facs import BLENDSHAPE_NAMES
 from merr_builder.faces.face_mesh import (
-    DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, face_model_files, fitted_head_pose, task_member,
+    DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, face_model_files, fitted_head_pose, pose_points, task_member,
 )  # fmt: skip
 from merr_builder.faces.protocol import Face, FrameFaces
 from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
@@ -248,8 +249,8 @@ class LiteRTExtractor:
         with self._lock:
             out = self._run(self._blendshapes, points[BLENDSHAPE_LANDMARKS, :2].astype(np.float32)[None])
         scores = dict(zip(BLENDSHAPE_NAMES, (float(v) for v in next(iter(out.values())).ravel())))
-        pose = fitted_head_pose(points, self.landmarker_file)
-        face = face_from_mesh(points, scores, presence if confidence is None else confidence, pose, self.landmarker_file)
+        face = face_from_mesh(points, scores, presence if confidence is None else confidence, None, self.landmarker_file)
+        face.fit_pose = partial(fitted_head_pose, pose_points(points, self.landmarker_file), self.landmarker_file)  # the peak's only
         # Where to look in the next frame: the size is set where the face was detected.
         face.region = Region.of_landmarks(points, None if detected else region.side)
         return face

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -21,9 +21,18 @@ class Face:
     aus: np.ndarray  # len(AU_NAMES) intensities on the 0-5 scale
     blendshapes: np.ndarray | None = None  # 52 raw MediaPipe scores, where the backend has them
     eyes: tuple[tuple[float, float], tuple[float, float]] | None = None  # (left, right) eye centres, pixels
-    head_pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees
+    head_pose: tuple[float, float, float] | None = None  # yaw, pitch, roll in degrees; read it through pose()
     track_id: int = -1  # set by the tracker
     region: Any = None  # where a backend that follows faces looks for this one in the next frame (litert.Region)
+    # A backend may leave the head pose to be fitted on first use (litert: of hundreds of faces a clip,
+    # only the peak face's pose is written).
+    fit_pose: Callable[[], tuple[float, float, float]] | None = field(default=None, repr=False)
+
+    def pose(self) -> tuple[float, float, float] | None:
+        """The head pose (yaw, pitch, roll in degrees), fitted now where the backend deferred it."""
+        if self.head_pose is None and self.fit_pose is not None:
+            self.head_pose, self.fit_pose = self.fit_pose(), None
+        return self.head_pose
 
 
 @dataclass

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_EXPRESSION_CLASSIFIER, FACE_LANDMARKER, describe, locate
-from merr_builder.config import BuildConfig, FacesConfig, MediaConfig
+from merr_builder.config import BuildConfig, FacesConfig, MediaConfig, VideoDecoder
 from merr_builder.faces.expression import describe_expression, pseudo_label
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
 from merr_builder.faces.baseline import person_baseline, relative
@@ -151,16 +151,17 @@ class ClipFrames:
     that the refinement windows and the peak frame need no second decode. A clip too long for the budget
     is decoded again for them (bounded memory)."""
 
-    def __init__(self, clip: ClipInfo, sample_fps: float | None, budget_bytes: int) -> None:
+    def __init__(self, clip: ClipInfo, sample_fps: float | None, budget_bytes: int, decoder: VideoDecoder = "pyav") -> None:
         self.clip = clip
         self.sample_fps = sample_fps
         self.budget = budget_bytes
+        self.decoder = decoder
         self.kept: list[PackedFrame] | None = []
 
     def sampled(self) -> Iterator[Frame]:
         wanted = sampled_indices(self.clip, self.sample_fps)
         held = 0
-        for packed in iter_packed_frames(self.clip):
+        for packed in iter_packed_frames(self.clip, self.decoder):
             if self.kept is not None:
                 held += packed.data.nbytes
                 self.kept.append(packed)
@@ -205,7 +206,7 @@ class FaceAnalyser:
     def evidence(self, clip: ClipInfo, audio: ClipAudio | None) -> "Evidence":
         """The analysed frames, the main face and its AU series, the peak: what the row is written from."""
         cfg = self.config
-        frames = ClipFrames(clip, None if cfg.every_frame else cfg.sample_fps, cfg.frame_cache_mb * 2**20)
+        frames = ClipFrames(clip, None if cfg.every_frame else cfg.sample_fps, cfg.frame_cache_mb * 2**20, self.media.decoder)
         coarse = self.extractor.analyse(clip, frames.sampled() if self.extractor.needs_frames else iter(()))
         assign_tracks(coarse)
         drop_glimpses(coarse)
@@ -337,7 +338,7 @@ class FaceAnalyser:
             "peak_frame_jpeg": encode_jpeg(resized, self.media.jpeg_quality),
             "peak_face_jpeg": encode_jpeg(aligned_face(rgb, peak.face, self.config.face_crop_size), self.media.jpeg_quality),
             "face_box_peak": _box_fractions(peak.face, frame_w, frame_h),
-            "head_pose_peak": dict(zip(("yaw", "pitch", "roll"), peak.face.head_pose)) if peak.face.head_pose else None,
+            "head_pose_peak": dict(zip(("yaw", "pitch", "roll"), pose)) if (pose := peak.face.pose()) else None,
             "aus_peak": {au: float(v) for au, v in zip(AU_NAMES, aus)},
             "au_baseline": {au: float(v) for au, v in zip(AU_NAMES, baseline)},
             "blendshapes_peak": [float(v) for v in peak.face.blendshapes] if peak.face.blendshapes is not None else None,
@@ -364,7 +365,7 @@ class FacesStage:
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
-    version = "4"  # 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
+    version = "5"  # 5: refinement within 5 % of the best held score (was 15 %), frames decoded in-process; 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
     config_section = "faces"
     output_schema = FACES_SCHEMA
 

@@ -54,7 +54,7 @@ def test_a_smile_gives_au06_and_strong_au12_and_happy_by_both_opinions(extractor
     assert face.aus[AU_NAMES.index("AU12")] >= 3.0
     assert face.aus[AU_NAMES.index("AU06")] >= 1.0  # the Duchenne cheek raise is present
     assert pseudo_label(face.aus).label == "happy"
-    assert len(face.blendshapes) == 52 and face.head_pose is not None
+    assert len(face.blendshapes) == 52 and face.pose() is not None
     crop = aligned_face(_image(shared_data / "single_face.jpg"), face, 200, margin=1.0)
     assert classifier_label(ExpressionClassifier().scores(crop)) == "happy"
 
@@ -155,7 +155,7 @@ def test_openface_csv_peak_is_the_argmax_of_summed_intensities(shared_data):
     summed = table[[c for c in table.columns if c.endswith("_r")]].sum(axis=1)
     summed[table["success"] < 1] = np.nan
     assert frames[best_positions(scores, 1)[0]].frame_index == int(table.loc[summed.idxmax(), "frame"]) - 1
-    assert frames[0].faces[0].eyes is not None and frames[0].faces[0].head_pose is not None
+    assert frames[0].faces[0].eyes is not None and frames[0].faces[0].pose() is not None
 
 
 def test_openface_backend_finds_csvs_by_clip_id(shared_data, tmp_path):

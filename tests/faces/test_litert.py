@@ -80,7 +80,7 @@ def test_the_direct_calls_read_the_aus_tasks_reads_on_the_same_faces(direct, tas
                 match = [face for face in ours if iou(face.box, theirs.box) > 0.5]
                 if match:
                     per_face.append(np.abs(match[0].aus - theirs.aus))
-                    poses.append(np.abs(np.subtract(match[0].head_pose, theirs.head_pose)))
+                    poses.append(np.abs(np.subtract(match[0].pose(), theirs.pose())))
     differences = np.array(per_face)
     per_frame = differences.mean(axis=1)
     with capsys.disabled():
