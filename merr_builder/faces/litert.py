@@ -59,6 +59,13 @@ REGION_SCALE = 1.5
 # browInnerUp moves by about 0.4 AU01 per 7 % of region size.
 LANDMARK_REGION_DROP = 0.045
 LANDMARK_REGION_SIDE = 0.915
+# A followed face keeps its region's size while the size its landmarks give at a detection stays within
+# this share of it. Two reads of one frame through regions a few pixels apart give landmark boxes a few
+# per cent apart; a size taken from them at every detection made two runs over the same frames (every
+# frame, and every fifth with refinement) read them through different sizes, and the peak one finds fell
+# to 0.79-0.97 of the other's on three of seven clips (with it, all but 727 at 0.99 or more). A face that
+# really grows or shrinks (a zoom, a step towards the camera) passes it at the next detection.
+REGION_SIZE_HOLD = 0.05
 # Full-range BlazeFace (face_detection_full_range.pbtxt): 192 px input, one anchor per cell of a 48x48 grid,
 # 6 keypoints, weighted non-maximum suppression at IoU 0.3.
 DETECTOR_SIDE = 192
@@ -98,8 +105,12 @@ class Region:
                    side or REGION_SCALE * LANDMARK_REGION_SIDE * max(extent, 1.0), float(np.arctan2(y1 - y0, x1 - x0)))  # fmt: skip
 
     def sized_to(self, box: tuple[float, float, float, float]) -> "Region":
-        """This region with the size a face of landmark box `box` gets (where it is detected again)."""
-        return Region(self.cx, self.cy, REGION_SCALE * LANDMARK_REGION_SIDE * max(box[2], box[3], 1.0), self.angle)
+        """This region with the size a face of landmark box `box` gets (where it is detected again), or
+        unchanged while that size is within REGION_SIZE_HOLD of its own."""
+        side = REGION_SCALE * LANDMARK_REGION_SIDE * max(box[2], box[3], 1.0)
+        if abs(np.log(side / self.side)) <= np.log1p(REGION_SIZE_HOLD):
+            return self
+        return Region(self.cx, self.cy, side, self.angle)
 
     def to_frame(self, size: int) -> np.ndarray:
         """The 2x3 affine map from the model's input pixels (size x size) to frame pixels."""
@@ -251,7 +262,8 @@ class LiteRTExtractor:
         scores = dict(zip(BLENDSHAPE_NAMES, (float(v) for v in next(iter(out.values())).ravel())))
         face = face_from_mesh(points, scores, presence if confidence is None else confidence, None, self.landmarker_file)
         face.fit_pose = partial(fitted_head_pose, pose_points(points, self.landmarker_file), self.landmarker_file)  # the peak's only
-        # Where to look in the next frame: the size is set where the face was detected.
+        # Where to look in the next frame: the size is set where the face was detected (and at detections
+        # after, once the face has outgrown it: Region.sized_to).
         face.region = Region.of_landmarks(points, None if detected else region.side)
         return face
 

@@ -365,7 +365,7 @@ class FacesStage:
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
-    version = "5"  # 5: refinement within 5 % of the best held score (was 15 %); frames decoded in-process (the same frames); 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
+    version = "5"  # 5: refinement within 5 % of the best held score (was 15 %); a followed face's region keeps its size within 5 %; frames decoded in-process (the same frames); 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
     config_section = "faces"
     output_schema = FACES_SCHEMA
 

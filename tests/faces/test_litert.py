@@ -1,6 +1,7 @@
 """The default face backend (MediaPipe's models called directly) against the MediaPipe Tasks backend it
 replaces, on the shared clips: the same faces found, the same AUs read, the face found as often."""
 
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 
 from merr_builder.config import BuildConfig
-from merr_builder.faces.litert import BLENDSHAPE_LANDMARKS, LANDMARK_SIDE, LiteRTExtractor, Region
+from merr_builder.faces.litert import (
+    BLENDSHAPE_LANDMARKS, LANDMARK_REGION_SIDE, LANDMARK_SIDE, REGION_SCALE, LiteRTExtractor, Region,
+)  # fmt: skip
 from merr_builder.faces.mediapipe import MediaPipeExtractor
 from merr_builder.faces.stage import ClipFrames
 from merr_builder.faces.tracking import assign_tracks, drop_glimpses, iou
@@ -123,3 +126,30 @@ def test_frames_kept_from_the_one_decode_are_the_frames_a_second_decode_gives(me
     list(over_budget.sampled())
     assert over_budget.kept is None  # nothing held: the windows are decoded again
     assert [f.index for f in over_budget.in_windows(windows)] == [f.index for f in again]
+
+
+def test_a_followed_face_keeps_its_region_size_through_wobble_and_takes_a_real_change():
+    region = Region(100.0, 100.0, 150.0, 0.0)
+    side_of = REGION_SCALE * LANDMARK_REGION_SIDE  # region side per landmark-box side
+    assert region.sized_to((0, 0, 150.0 / side_of * 1.04, 10)) is region  # a few per cent: the reads' own wobble
+    assert region.sized_to((0, 0, 150.0 / side_of * 0.96, 10)) is region
+    grown = region.sized_to((0, 0, 150.0 / side_of * 1.12, 10))
+    assert grown.side == pytest.approx(150.0 * 1.12) and (grown.cx, grown.cy, grown.angle) == (100.0, 100.0, 0.0)
+
+
+def test_a_face_that_grows_is_followed_with_a_region_that_grows_with_it(direct, shared_data, tmp_path):
+    """A zoom from 1x to 1.6x over 2.4 s: the region's size is taken anew at detections once the face has
+    outgrown it, so it stays near the size the face's landmarks give (0.94-1.0 of it; a size held all
+    clip falls to 0.86-0.89 over the last second)."""
+    zoomed = tmp_path / "zoom.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(shared_data / "single_face.mp4"), "-vf",
+                    "scale=w='trunc(iw*(1+0.25*t)/2)*2':h=-2:eval=frame,crop=640:360", "-c:v", "libx264", str(zoomed)],
+                   check=True)  # fmt: skip
+    clip = _clip(zoomed)
+    analysed = direct.analyse(clip, iter_frames(clip, BuildConfig().faces.sample_fps))
+    faces = [f.faces[0] for f in analysed if f.faces]
+    assert len(faces) == len(analysed)
+    ratios = [face.region.side / (REGION_SCALE * LANDMARK_REGION_SIDE * max(face.box[2], face.box[3])) for face in faces]
+    growth = max(face.box[2] for face in faces[-3:]) / min(face.box[2] for face in faces[:3])
+    assert growth > 1.4, growth
+    assert 0.9 < min(ratios) and max(ratios) < 1.1 and np.median(ratios[-4:]) > 0.93, [round(r, 3) for r in ratios]
