@@ -13,7 +13,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeVar
@@ -135,7 +135,7 @@ class PackedFrame:
         return Frame(self.index, self.time_s, rgb)
 
 
-def iter_packed_frames(clip: ClipInfo, decoder: VideoDecoder = "pyav") -> Iterator[PackedFrame]:
+def iter_packed_frames(clip: ClipInfo, decoder: VideoDecoder) -> Iterator[PackedFrame]:
     """Every frame of a clip, upright, in one decoding pass, packed: for a stage that reads some frames
     twice and keeps them rather than decode again. Frame n is the n-th decoded frame, timed by the n-th
     packet time (`packet_times`), so indices and times agree with every other reader here."""
@@ -162,55 +162,46 @@ def _packed_by_ffmpeg(clip: ClipInfo) -> Iterator[np.ndarray]:
 
 
 @contextmanager
-def _opened(clip_path: str, source_path: str) -> Iterator[av.container.InputContainer]:
-    """A clip's container opened by PyAV; a name that is not UTF-8 is opened as a file object (PyAV
-    passes names to FFmpeg as UTF-8). A file FFmpeg cannot open is the clip's decode error."""
+def _video_stream(clip_path: str, source_path: str, index: int) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """A clip's container opened by PyAV and its video stream v:`index`; a name that is not UTF-8 is
+    opened as a file object (PyAV passes names to FFmpeg as UTF-8). A file FFmpeg cannot open, or
+    without that stream, is the clip's decode error."""
     raw = path_bytes(clip_path)
-    handle = open(raw, "rb") if raw else None
-    try:
-        container = av.open(handle or clip_path, mode="r")
-    except (av.error.FFmpegError, OSError) as error:
-        if handle is not None:
-            handle.close()
-        raise ClipError(ErrorKind.DECODE_ERROR, f"{source_path}: video does not open ({error})") from error
-    try:
-        yield container
-    finally:
-        container.close()
-        if handle is not None:
-            handle.close()
+    with ExitStack() as held:
+        try:
+            handle = held.enter_context(open(raw, "rb")) if raw else None
+            container = held.enter_context(av.open(handle or clip_path, mode="r"))
+        except (av.error.FFmpegError, OSError) as error:
+            raise ClipError(ErrorKind.DECODE_ERROR, f"{source_path}: video does not open ({error})") from error
+        if index >= len(container.streams.video):
+            raise ClipError(ErrorKind.DECODE_ERROR, f"{source_path}: no video stream v:{index}")
+        yield container, container.streams.video[index]
 
 
 def _packed_by_pyav(clip: ClipInfo) -> Iterator[np.ndarray]:
     """`_packed_by_ffmpeg`'s frames decoded in this process. As the ffmpeg CLI does, a packet that does
-    not decode is passed over (its error is kept); a clip none of whose packets decodes is an error."""
-    width, height = clip.width, clip.height
+    not decode is passed over, and the demuxer stops at damage it cannot read past; a clip none of whose
+    packets decodes is an error."""
     turns = (clip.rotation // 90) % 4  # display rotation, counter-clockwise
-    coded_w, coded_h = (height, width) if turns % 2 else (width, height)
-    pixel_format = "yuv420p" if _packs(width, height) else "rgb24"
+    coded_w, coded_h = (clip.height, clip.width) if turns % 2 else (clip.width, clip.height)
+    pixel_format = "yuv420p" if _packs(clip.width, clip.height) else "rgb24"
     frames, error = 0, None
-    with _opened(clip.path, clip.source_path) as container:
-        if clip.video_stream >= len(container.streams.video):
-            raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: no video stream v:{clip.video_stream}")
-        stream = container.streams.video[clip.video_stream]
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-                decoded = packet.decode()
-            except StopIteration:
-                break
-            except av.error.FFmpegError as failure:  # this packet (or the demuxer here) is damaged
-                error = failure
-                if isinstance(failure, av.error.EOFError):
-                    break
-                continue
-            for frame in decoded:
-                if (frame.width, frame.height, frame.format.name) != (coded_w, coded_h, pixel_format):
-                    frame = _reformatted(frame, coded_w, coded_h, pixel_format)
-                data = _i420(frame) if pixel_format == "yuv420p" else frame.to_ndarray(format=pixel_format)
-                frames += 1
-                yield _turned(data, turns, width, height) if turns else data
+    with _video_stream(clip.path, clip.source_path, clip.video_stream) as (container, stream):
+        try:
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError as failure:  # a damaged packet
+                    error = failure
+                    continue
+                for frame in decoded:
+                    if (frame.width, frame.height, frame.format.name) != (coded_w, coded_h, pixel_format):
+                        frame = _reformatted(frame, coded_w, coded_h, pixel_format)
+                    data = _i420(frame) if pixel_format == "yuv420p" else frame.to_ndarray(format=pixel_format)
+                    frames += 1
+                    yield _turned(data, turns) if turns else data
+        except av.error.FFmpegError as failure:  # the demuxer cannot read on
+            error = failure
     if frames == 0:
         raise ClipError(ErrorKind.DECODE_ERROR, f"{clip.source_path}: video does not decode ({error or 'no frames'})")
 
@@ -236,17 +227,18 @@ def _reformatted(frame: av.VideoFrame, width: int, height: int, pixel_format: st
                           dst_color_range=target_range, threads=1)  # fmt: skip
 
 
-def _turned(data: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
-    """A decoded frame (I420 planes stacked, or RGB) turned `turns` quarters counter-clockwise to its
-    displayed `width` x `height`, as ffmpeg's autorotate does."""
+def _turned(data: np.ndarray, turns: int) -> np.ndarray:
+    """A decoded frame (I420 planes stacked, or RGB) turned `turns` quarters counter-clockwise, as
+    ffmpeg's autorotate does."""
     if data.ndim == 3:
         return np.ascontiguousarray(np.rot90(data, turns))
-    coded_w, coded_h = (height, width) if turns % 2 else (width, height)
+    coded_h, coded_w = data.shape[0] * 2 // 3, data.shape[1]
     flat = data.reshape(-1)
     luma = flat[: coded_w * coded_h].reshape(coded_h, coded_w)
     chroma = flat[coded_w * coded_h :].reshape(2, coded_h // 2, coded_w // 2)
-    planes = [np.rot90(luma, turns), np.rot90(chroma[0], turns), np.rot90(chroma[1], turns)]
-    return np.concatenate([p.reshape(-1) for p in planes]).reshape(height * 3 // 2, width)
+    planes = [np.rot90(plane, turns) for plane in (luma, chroma[0], chroma[1])]
+    width = planes[0].shape[1]
+    return np.concatenate([p.reshape(-1) for p in planes]).reshape(-1, width)
 
 
 def _stream_rgb(cmd: list[str], width: int, height: int, path: str) -> Iterator[np.ndarray]:
@@ -290,19 +282,12 @@ def _packet_times_cached(path: str, stream: int, size: int, mtime_ns: int) -> tu
     # damage, and one that does not open none.
     times = []
     try:
-        with _opened(path, path) as container:
-            if stream >= len(container.streams.video):
-                return ()
-            video = container.streams.video[stream]
-            base = video.time_base
-            try:
-                for packet in container.demux(video):
-                    if packet.pts is not None:
-                        times.append(float(packet.pts * base))
-            except av.error.FFmpegError:
-                pass
-    except ClipError:
-        return ()
+        with _video_stream(path, path, stream) as (container, video):
+            for packet in container.demux(video):
+                if packet.pts is not None:
+                    times.append(float(packet.pts * video.time_base))
+    except (ClipError, av.error.FFmpegError):
+        pass
     return tuple(sorted(times))
 
 

@@ -31,10 +31,10 @@ RIGHT_EYE = (33, 133)
 LEFT_EYE = (362, 263)
 
 
-
 def face_model_files(landmarker_path: Path | None, detector_path: Path | None) -> tuple[Path, Path]:
     """The verified landmarker bundle (`.task`) and full-range detector both MediaPipe backends read."""
     return locate(FACE_LANDMARKER, landmarker_path), locate(FACE_DETECTOR_FULL_RANGE, detector_path)
+
 
 def check_frame(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

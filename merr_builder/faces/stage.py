@@ -17,6 +17,7 @@ import numpy as np
 from merr_builder.assets import FACE_DETECTOR_FULL_RANGE, FACE_EXPRESSION_CLASSIFIER, FACE_LANDMARKER, describe, locate
 from merr_builder.config import BuildConfig, FacesConfig, MediaConfig, VideoDecoder
 from merr_builder.faces.expression import describe_expression, pseudo_label
+from merr_builder.faces.face_mesh import face_model_files
 from merr_builder.facs import AU_NAMES, BLENDSHAPE_NAMES
 from merr_builder.faces.baseline import person_baseline, relative
 from merr_builder.faces.classifier import INPUT_SIDE, ExpressionClassifier, classifier_label
@@ -151,7 +152,7 @@ class ClipFrames:
     that the refinement windows and the peak frame need no second decode. A clip too long for the budget
     is decoded again for them (bounded memory)."""
 
-    def __init__(self, clip: ClipInfo, sample_fps: float | None, budget_bytes: int, decoder: VideoDecoder = "pyav") -> None:
+    def __init__(self, clip: ClipInfo, sample_fps: float | None, budget_bytes: int, decoder: VideoDecoder) -> None:
         self.clip = clip
         self.sample_fps = sample_fps
         self.budget = budget_bytes
@@ -380,11 +381,10 @@ class FacesStage:
         )  # fmt: skip
         if config.faces.backend not in ("litert", "mediapipe"):
             return classifier
+        landmarker, detector = face_model_files(config.faces.landmarker_path, config.faces.detector_path)
         return classifier | {
-            "face_landmarker": describe(FACE_LANDMARKER, locate(FACE_LANDMARKER, config.faces.landmarker_path)),
-            "face_detector": describe(
-                FACE_DETECTOR_FULL_RANGE, locate(FACE_DETECTOR_FULL_RANGE, config.faces.detector_path)
-            ),
+            "face_landmarker": describe(FACE_LANDMARKER, landmarker),
+            "face_detector": describe(FACE_DETECTOR_FULL_RANGE, detector),
         }
 
     @classmethod

@@ -114,7 +114,7 @@ def test_the_face_is_found_in_as_many_sampled_frames_as_tasks_finds_it(direct, t
 def test_frames_kept_from_the_one_decode_are_the_frames_a_second_decode_gives(mer2023_sample):
     clip = _clip(mer2023_sample / "video" / "sample_00000338.mp4")
     windows = [(0.5, 0.7), (2.0, 2.1)]
-    kept = ClipFrames(clip, 5.0, 256 * 2**20)
+    kept = ClipFrames(clip, 5.0, 256 * 2**20, "pyav")
     sampled = list(kept.sampled())
     assert [f.index for f in sampled] == [f.index for f in iter_frames(clip, 5.0)]
     again = list(iter_frames_in(clip, windows))
@@ -122,7 +122,7 @@ def test_frames_kept_from_the_one_decode_are_the_frames_a_second_decode_gives(me
     assert [(f.index, round(f.time_s, 6)) for f in from_memory] == [(f.index, round(f.time_s, 6)) for f in again]
     for a, b in zip(from_memory, again):  # I420 unpacked here, RGB from ffmpeg: the same picture
         assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).mean() < 2.0
-    over_budget = ClipFrames(clip, 5.0, 1)
+    over_budget = ClipFrames(clip, 5.0, 1, "pyav")
     list(over_budget.sampled())
     assert over_budget.kept is None  # nothing held: the windows are decoded again
     assert [f.index for f in over_budget.in_windows(windows)] == [f.index for f in again]
