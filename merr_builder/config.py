@@ -95,7 +95,7 @@ class FacesConfig(_Section):
     frame_cache_mb: int = Field(
         256, ge=0, description="a clip's decoded frames are kept up to this size (one decode per clip); a longer clip is decoded again near its peak"
     )
-    crop_margin: float = Field(0.8, ge=0, description="mediapipe: crop margin around a face, in face-box sides")
+    crop_margin: float = Field(0.8, ge=0, description="mediapipe, litert: the square a face is looked for in (by the landmarker's short-range detector) is this many face-box sides wider on each side")
     crop_size: int = Field(192, ge=64, description="mediapipe: pixels of the square crop the landmarker sees")
     min_track_share: float = Field(0.2, ge=0, le=1, description="share of face frames a track needs to count")
     peak_method: Literal["sum", "most_frequent"] = Field("sum", description="sum: authors' definition")

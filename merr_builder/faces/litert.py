@@ -1,30 +1,33 @@
 """Default face backend: MediaPipe's face models called directly through LiteRT (one thread, XNNPACK).
 
 The same networks as the Tasks backend (`mediapipe.py`): the full-range BlazeFace detector, and the
-landmark and blendshape models of the pinned face_landmarker.task. What the Tasks graph adds and this
-leaves out: the short-range detector it runs again on every face crop we already found, an intermediate
-crop (the landmark input is cut from the frame in one warp), and the graph's threads. And as MediaPipe's
-own video mode does, a face is followed from one analysed frame to the next through the region its
-landmarks give, so the detector runs only every `detect_every_s`, where a face is lost, and where no face
-is followed; refinement frames (faces/stage.py) follow the face the same way and run no detector.
+short-range detector, landmark and blendshape models of the pinned face_landmarker.task. A face is read
+as the Tasks landmarker reads the crop it is given: the short-range detector finds the face in a square
+around where it is expected (`crop_margin` face sides wider on each side, as the Tasks backend crops),
+and the landmark model reads it in the region that detection gives. What the Tasks path adds and this leaves out: the full-range detector
+on every frame, the intermediate crop (the Tasks backend resizes its crop to 192 px; here both inputs are
+cut from the frame in one warp each, at the frame's resolution) and the graph's threads. As MediaPipe's
+own video mode does, a face is followed from one analysed frame to the next: the square is placed where
+its landmarks were, so the full-range detector runs only every `detect_every_s`, where a face is lost and
+where no face is followed; refinement frames (faces/stage.py) follow the face the same way.
 
 Following MediaPipe's graphs (google-ai-edge/mediapipe, tasks/cc/vision/face_detector and
-face_landmarker): the detector's input (letterboxed to 192 px, -1..1), anchors (48x48, one per cell),
-box and keypoint decoding and weighted non-maximum suppression; the landmark region (1.5 times the face's
-longer side, turned so the eyes are level: detection keypoints 0 and 1, or landmarks 33 and 263); the
-landmark input (0..1, edges replicated); the presence score (sigmoid of the second output); the
-blendshape input (146 landmarks' x, y; the model is blind to scale and position). Two things are
-measured rather than reproduced: the Tasks backend takes its region from a second, short-range detector
-run on the face crop, and that region is placed here from the face's own landmarks
-(LANDMARK_REGION_*); the head pose is a similarity fit of the canonical face in the same bundle
-(face_mesh.fitted_head_pose). tests/faces/test_litert.py holds the AUs, head pose and face-found share
-against the Tasks backend on the shared clips.
+face_landmarker): the detectors' inputs (letterboxed, -1..1, one bilinear warp whose corners are the
+square's corners, black beyond the image), SSD anchors of fixed size, box and keypoint decoding and
+weighted non-maximum suppression; the landmark region (a detection's box 1.5 times wider and taller,
+turned so the eyes are level by keypoints 0 and 1); the landmark input (0..1, edges replicated); the
+presence score (sigmoid of the second output); the blendshape input (146 landmarks' x, y; the model is
+blind to scale and position). Measured rather than reproduced: the square a followed face is looked for
+in, and the region it is read in where the short-range detector does not find it (a dim or turned
+face), are placed from the face's landmarks in the frame before (LANDMARK_REGION_*); the head pose is a similarity fit of the canonical face in the same bundle
+(face_mesh.fitted_head_pose). tests/faces/test_litert.py holds the AUs (on Tasks' own crops and on the
+frame), head pose and face-found share against the Tasks backend on the shared clips.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,24 +56,29 @@ BLENDSHAPE_LANDMARKS = np.array([
 ])  # fmt: skip
 # The landmark region is this many times the face's longer side (face detector and landmarks graphs).
 REGION_SCALE = 1.5
-# The Tasks backend's region comes from the short-range detector's box on the face crop. From a face's
-# landmarks, the same region lies this far below the landmarks' box centre and is this much smaller (in
-# sides of the landmarks' box; medians over 219 faces of the shared clips, sd 0.03 and 0.04). It matters:
-# browInnerUp moves by about 0.4 AU01 per 7 % of region size.
+# The short-range detector's region, from a face's landmarks: this far below the landmarks' box centre and
+# this much smaller (in sides of the landmarks' box; medians over 219 faces of the shared clips, sd 0.03
+# and 0.04). It places the square the next frame's face is looked for in, and the region a followed face is
+# read in where that detector finds none.
 LANDMARK_REGION_DROP = 0.045
 LANDMARK_REGION_SIDE = 0.915
 # A followed face keeps its region's size while the size its landmarks give at a detection stays within
-# this share of it. Two reads of one frame through regions a few pixels apart give landmark boxes a few
-# per cent apart; a size taken from them at every detection made two runs over the same frames (every
-# frame, and every fifth with refinement) read them through different sizes, and the peak one finds fell
-# to 0.79-0.97 of the other's on three of seven clips (with it, all but 727 at 0.99 or more). A face that
-# really grows or shrinks (a zoom, a step towards the camera) passes it at the next detection.
+# this share of it: the size of the square it is looked for in, and of the region it is read in where the
+# short-range detector does not find it. Two runs over the same frames then look for a face through
+# squares of one size (without it, a clip's chosen peak fell from 1.00 to 0.975 of the every-frame search's;
+# README, Faces). A face that really grows or shrinks (a zoom, a step towards the camera) passes it at the
+# next detection.
 REGION_SIZE_HOLD = 0.05
 # Full-range BlazeFace (face_detection_full_range.pbtxt): 192 px input, one anchor per cell of a 48x48 grid,
 # 6 keypoints, weighted non-maximum suppression at IoU 0.3.
 DETECTOR_SIDE = 192
-DETECTOR_GRID = 48
+DETECTOR_GRIDS = ((48, 1),)  # (cells a side, anchors a cell)
 NMS_IOU = 0.3
+# Short-range BlazeFace (the bundle's face_detector.tflite, which the Tasks landmarker runs on each crop it
+# is given): 128 px input, anchors on a 16x16 grid (2 a cell) and an 8x8 grid (6 a cell); its region is
+# the box 1.5 times wider and taller (not squared), turned by the eye keypoints (face_detector_graph.cc).
+CROP_DETECTOR_SIDE = 128
+CROP_DETECTOR_GRIDS = ((16, 2), (8, 6))
 LANDMARK_SIDE = 256
 
 
@@ -83,6 +91,7 @@ class Region:
     cy: float
     side: float
     angle: float
+    height: float | None = None  # a detector's region is its box widened, not squared: None is `side`
 
     @classmethod
     def around(cls, box: tuple[float, float, float, float], eye_from: np.ndarray, eye_to: np.ndarray) -> "Region":
@@ -90,7 +99,7 @@ class Region:
         left) to `eye_to`."""
         x, y, w, h = box
         dx, dy = eye_to[0] - eye_from[0], eye_to[1] - eye_from[1]
-        return cls(x + w / 2, y + h / 2, REGION_SCALE * max(w, h, 1.0), float(np.arctan2(dy, dx)))
+        return cls(x + w / 2, y + h / 2, REGION_SCALE * max(w, 1.0), float(np.arctan2(dy, dx)), REGION_SCALE * max(h, 1.0))
 
     @classmethod
     def of_landmarks(cls, points: np.ndarray, side: float | None = None) -> "Region":
@@ -114,20 +123,38 @@ class Region:
 
     def to_frame(self, size: int) -> np.ndarray:
         """The 2x3 affine map from the model's input pixels (size x size) to frame pixels."""
-        k = self.side / size
-        c, s = np.cos(self.angle) * k, np.sin(self.angle) * k
+        kx, ky = self.side / size, (self.height or self.side) / size
+        c, s = np.cos(self.angle), np.sin(self.angle)
         half = size / 2
-        return np.array([[c, -s, self.cx - c * half + s * half], [s, c, self.cy - s * half - c * half]])
+        return np.array([[c * kx, -s * ky, self.cx - (c * kx - s * ky) * half], [s * kx, c * ky, self.cy - (s * kx + c * ky) * half]])
+
+    def search_square(self, margin: float) -> tuple[float, float, float]:
+        """Centre and side of the square the short-range detector looks in for this region's face: the
+        face's box (the region without its scale) `margin` sides wider on each side, as the Tasks backend
+        crops around a detection."""
+        return self.cx, self.cy, (1 + 2 * margin) * max(self.side, self.height or 0.0) / REGION_SCALE
 
 
-def _anchors() -> np.ndarray:
-    centres = (np.arange(DETECTOR_GRID) + 0.5) / DETECTOR_GRID
-    y, x = np.meshgrid(centres, centres, indexing="ij")
-    return np.stack([x.ravel(), y.ravel()], axis=1)
+
+def _anchors(grids: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """SSD anchor centres (0..1) of fixed size, row by row, each cell's anchors together (ssd_anchors_calculator)."""
+    layers = []
+    for cells, per_cell in grids:
+        centres = (np.arange(cells) + 0.5) / cells
+        y, x = np.meshgrid(centres, centres, indexing="ij")
+        layers.append(np.repeat(np.stack([x.ravel(), y.ravel()], axis=1), per_cell, axis=0))
+    return np.concatenate(layers)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100.0, 100.0)))
+
+
+def _with_retry(image: np.ndarray, retry: bool) -> Iterator[np.ndarray]:
+    """`image`, then (where `retry` and asked for) its contrast-enhanced copy, made only then."""
+    yield image
+    if retry:
+        yield enhanced(image)
 
 
 @dataclass
@@ -151,6 +178,7 @@ class LiteRTExtractor:
         min_detection_confidence: float = 0.5,
         min_tracking_presence: float = 0.5,
         detect_every_s: float = 0.4,
+        crop_margin: float = 0.8,
     ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -159,7 +187,8 @@ class LiteRTExtractor:
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_presence = min_tracking_presence
         self.detect_every_s = detect_every_s
-        self._anchors = _anchors()
+        self.crop_margin = crop_margin
+        self._anchors, self._crop_anchors = _anchors(DETECTOR_GRIDS), _anchors(CROP_DETECTOR_GRIDS)
 
         def interpreter(content: bytes):  # type: ignore[no-untyped-def]
             model = Interpreter(model_content=content, num_threads=1)
@@ -167,6 +196,7 @@ class LiteRTExtractor:
             return model, model.get_input_details()[0]["index"], {d["name"]: d["index"] for d in model.get_output_details()}
 
         self._detector = interpreter(self.detector_file.read_bytes())
+        self._crop_detector = interpreter(task_member(self.landmarker_file, "face_detector.tflite"))
         self._landmarks = interpreter(task_member(self.landmarker_file, "face_landmarks_detector.tflite"))
         self._blendshapes = interpreter(task_member(self.landmarker_file, "face_blendshapes.tflite"))
         self._lock = threading.Lock()  # interpreters' tensors are not shared between threads
@@ -184,44 +214,70 @@ class LiteRTExtractor:
         """Every face the full-range detector finds in one RGB frame, best first."""
         check_frame(rgb)
         height, width = rgb.shape[:2]
-        scale = DETECTOR_SIDE / max(height, width)  # letterboxed: the frame fitted in, centred, zero borders
-        fitted_w, fitted_h = max(1, round(width * scale)), max(1, round(height * scale))
-        pad_x, pad_y = (DETECTOR_SIDE - fitted_w) / 2, (DETECTOR_SIDE - fitted_h) / 2
-        canvas = np.full((DETECTOR_SIDE, DETECTOR_SIDE, 3), -1.0, dtype=np.float32)  # black borders
-        resized = cv2.resize(rgb, (fitted_w, fitted_h), interpolation=cv2.INTER_LINEAR)  # as MediaPipe's warp
-        top, left = int(pad_y), int(pad_x)
-        canvas[top : top + fitted_h, left : left + fitted_w] = resized.astype(np.float32) / 127.5 - 1.0
+        # Letterboxed as MediaPipe's ImageToTensor: the frame centred in a square of its longer side (black
+        # beyond it), resampled in one bilinear warp whose input corners are the square's corners.
+        k = max(height, width) / DETECTOR_SIDE
+        origin = ((width - max(height, width)) / 2, (height - max(height, width)) / 2)
+        return self._detections(self._detector, self._anchors, self._warped(rgb, origin, k, DETECTOR_SIDE), origin, k, self.min_detection_confidence)
+
+    @staticmethod
+    def _warped(rgb: np.ndarray, origin: tuple[float, float], scale: float, side: int) -> np.ndarray:
+        """The `side`-pixel square input whose pixel (u, v) is frame point origin + scale * (u, v); black
+        beyond the frame."""
+        to_frame = np.array([[scale, 0.0, origin[0]], [0.0, scale, origin[1]]])
+        return cv2.warpAffine(rgb, to_frame, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def _detected_in(self, rgb: np.ndarray, square: tuple[float, float, float]) -> Detection | None:
+        """The face the short-range detector finds nearest the centre of `square` (centre x, y and side in
+        frame pixels; beyond the frame it is black), as the Tasks landmarker looks for a face in the crop
+        it is given; on a contrast-enhanced crop where the plain one has none (dark scenes)."""
+        cx, cy, side = square
+        origin, k = (cx - side / 2, cy - side / 2), side / CROP_DETECTOR_SIDE
+        crop = self._warped(rgb, origin, k, CROP_DETECTOR_SIDE)
+        for attempt in _with_retry(crop, True):
+            found = self._detections(self._crop_detector, self._crop_anchors, attempt, origin, k, MIN_FACE_PRESENCE)
+            if found:
+                centre = np.array([cx, cy])
+                return min(found, key=lambda d: float(np.hypot(*(np.array(d.box[:2]) + np.array(d.box[2:]) / 2 - centre))))
+        return None
+
+    def _detections(self, model, anchors: np.ndarray, image: np.ndarray, origin: tuple[float, float], scale: float, min_score: float) -> list[Detection]:  # type: ignore[no-untyped-def]
+        """A BlazeFace model's faces in `image` (its square input, uint8 RGB), mapped to frame pixels as
+        `origin + scale * input pixel`; SSD decoding with anchors of fixed size, as MediaPipe's
+        TensorsToDetections (boxes and keypoints in input pixels from each anchor's centre)."""
+        side = image.shape[0]
         with self._lock:
-            out = self._run(self._detector, canvas[None])
-        raw_boxes, raw_scores = out["Identity"][0], out["Identity_1"][0, :, 0]
-        scores = _sigmoid(raw_scores)
-        keep = np.flatnonzero(scores >= self.min_detection_confidence)
+            out = self._run(model, (image.astype(np.float32) / 127.5 - 1.0)[None])
+        raw_boxes, raw_scores = sorted(out.values(), key=lambda a: -a.shape[-1])  # boxes (16 a row), then scores
+        scores = _sigmoid(raw_scores[0, :, 0])
+        keep = np.flatnonzero(scores >= min_score)
         if not len(keep):
             return []
-        raw, anchor = raw_boxes[keep] / DETECTOR_SIDE, self._anchors[keep]
-        centre = raw[:, :2] + anchor
-        size = raw[:, 2:4]
+        raw, anchor = raw_boxes[0, keep] * scale, anchors[keep] * side * scale + np.asarray(origin)
+        centre, size = raw[:, :2] + anchor, raw[:, 2:4]
         points = raw[:, 4:16].reshape(-1, 6, 2) + anchor[:, None, :]
-        # From the letterboxed square (0..1) back to frame pixels.
-        to_frame = np.array([DETECTOR_SIDE / scale, DETECTOR_SIDE / scale])
-        offset = np.array([left / DETECTOR_SIDE, top / DETECTOR_SIDE]) * to_frame
-        boxes = np.concatenate([(centre - size / 2) * to_frame - offset, size * to_frame], axis=1)
-        points = points * to_frame - offset
-        return self._suppressed(boxes, scores[keep], points)
+        return self._suppressed(np.concatenate([centre - size / 2, size], axis=1), scores[keep], points)
 
     @staticmethod
     def _suppressed(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray) -> list[Detection]:
         """Weighted non-maximum suppression (MediaPipe's WEIGHTED): each best remaining box absorbs those
         overlapping it by more than NMS_IOU, its box and keypoints the score-weighted mean of them all."""
-        order = list(np.argsort(-scores, kind="stable"))
+        order = np.argsort(-scores, kind="stable")
+        lo, hi = boxes[:, :2], boxes[:, :2] + boxes[:, 2:]
+        area = boxes[:, 2] * boxes[:, 3]
         found: list[Detection] = []
-        while order:
+        while len(order):
             best = order[0]
-            group = [i for i in order if i == best or iou(tuple(boxes[best]), tuple(boxes[i])) > NMS_IOU]
+            # IoU of the best with every remaining box, at once (tracking.iou's arithmetic)
+            overlap = np.clip(np.minimum(hi[order], hi[best]) - np.maximum(lo[order], lo[best]), 0.0, None).prod(axis=1)
+            union = area[order] + area[best] - overlap
+            joined = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0) > NMS_IOU
+            joined[0] = True
+            group = order[joined]
             weights = scores[group] / scores[group].sum()
             box = tuple(float(v) for v in weights @ boxes[group])
             found.append(Detection(box, float(scores[best]), np.tensordot(weights, points[group], axes=1)))  # type: ignore[arg-type]
-            order = [i for i in order if i not in group]
+            order = order[~joined]
         return found
 
     # --- landmarks and blendshapes -------------------------------------------------------------------
@@ -235,7 +291,7 @@ class LiteRTExtractor:
         matrix = region.to_frame(LANDMARK_SIDE)
         crop = cv2.warpAffine(rgb, matrix, (LANDMARK_SIDE, LANDMARK_SIDE),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-        for attempt in (crop, enhanced(crop)) if detected else (crop,):
+        for attempt in _with_retry(crop, detected):
             with self._lock:
                 out = self._run(self._landmarks, (attempt.astype(np.float32) / 255.0)[None])
             presence = float(_sigmoid(out["Identity_1"].ravel()[:1])[0])
@@ -248,12 +304,24 @@ class LiteRTExtractor:
         return None
 
     def _face(self, rgb: np.ndarray, region: Region, confidence: float | None, detected: bool) -> Face | None:
-        """The face in `region`. A detector's region is landmarked once more in the region its first
-        landmarks give, so that every frame's face is read through the same geometry, and that region's
-        size is kept while the face is followed."""
-        mesh = self._mesh(rgb, region, detected)
-        if mesh is not None and detected:
-            mesh = self._mesh(rgb, Region.of_landmarks(mesh[0]), detected) or mesh
+        """The face in `region` (a detection's, or where the face's landmarks were in a nearby frame),
+        looked for in the square around it."""
+        return self.read(rgb, region.search_square(self.crop_margin), region, confidence, detected)
+
+    def read(self, rgb: np.ndarray, square: tuple[float, float, float], region: Region, confidence: float | None, detected: bool) -> Face | None:
+        """The face in `square` (centre x, y and side in frame pixels), read as the Tasks landmarker reads
+        the crop it is given: the short-range detector finds it there and the landmark model reads it in
+        that detection's region. Where it is not found so, the landmarks are read in `region` (where the
+        face is expected): for a face followed from a nearby frame (`detected` False) where the
+        short-range detector finds none or the landmarks refuse its region (a dim or turned face), at
+        `min_tracking_presence`; for a detected one only where that detector finds none (where it does
+        and the landmarks refuse, the Tasks backend has no face either)."""
+        detection = self._detected_in(rgb, square)
+        mesh = None
+        if detection is not None:
+            mesh = self._mesh(rgb, Region.around(detection.box, detection.keypoints[0], detection.keypoints[1]), detected=True)
+        if mesh is None and (detection is None or not detected):
+            mesh = self._mesh(rgb, region, detected)
         if mesh is None:
             return None
         points, presence = mesh

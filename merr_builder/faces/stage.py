@@ -43,7 +43,7 @@ def make_extractor(config: FacesConfig) -> AUExtractor:
 
         return LiteRTExtractor(
             config.landmarker_path, config.detector_path, config.max_faces,
-            config.min_detection_confidence, config.min_tracking_presence, config.detect_every_s,
+            config.min_detection_confidence, config.min_tracking_presence, config.detect_every_s, config.crop_margin,
         )  # fmt: skip
     if config.backend == "mediapipe":
         from merr_builder.faces.mediapipe import MediaPipeExtractor
@@ -366,7 +366,7 @@ class FacesStage:
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
-    version = "5"  # 5: refinement within 5 % of the best held score (was 15 %); a followed face's region keeps its size within 5 %; frames decoded in-process (the same frames); 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
+    version = "6"  # 6: a face read as the Tasks landmarker reads a crop (the short-range detector finds it in a square around where it is expected, the landmarks read in that detection's region); 5: refinement within 5 % of the best held score (was 15 %); a followed face's region keeps its size within 5 %; frames decoded in-process (the same frames); 4: the litert backend by default (faces followed between detections); 3: the main face's box per sampled frame (the face encoder's crops over the clip); 2: AUs relative to the person, held peak without blinks, prototypes with core AUs, classifier
     config_section = "faces"
     output_schema = FACES_SCHEMA
 

@@ -140,12 +140,10 @@ def test_coarse_to_fine_finds_a_peak_as_strong_as_the_every_frame_search(extract
         ratios[path.stem] = held[indices.index(found.peak.centre)] / np.nanmax(held)
     with capsys.disabled():
         print("\nchosen peak / every-frame best, in the every-frame readings:", {k: round(v, 3) for k, v in ratios.items()})
-    # Every clip but one at 0.97 or more since a followed face keeps its region's size through the reads'
-    # wobble (litert.REGION_SIZE_HOLD; before, 669, 727 and 61200 read 0.97, 0.79 and 0.93). The one is
-    # sample_00000727 (a dim face turned down and away, lost and found again), at 0.86: there two runs
-    # of the same frames still disagree on which frame holds most (README, Faces).
-    assert min(ratios.values()) >= 0.8, ratios
-    assert sorted(ratios.values())[1] >= 0.97, ratios
+    # litert finds the face in each frame with the short-range detector (in a square around where it was)
+    # and reads it in that detection's region. Read in the region the frame before's landmarks gave, 727
+    # (a dim face turned away, lost and found again) was at 0.79, then 0.86 (README, Faces).
+    assert min(ratios.values()) >= 0.97, ratios
 
 
 def test_openface_csv_peak_is_the_argmax_of_summed_intensities(shared_data):

@@ -12,7 +12,8 @@ from merr_builder.config import BuildConfig
 from merr_builder.faces.litert import (
     BLENDSHAPE_LANDMARKS, LANDMARK_REGION_SIDE, LANDMARK_SIDE, REGION_SCALE, LiteRTExtractor, Region,
 )  # fmt: skip
-from merr_builder.faces.mediapipe import MediaPipeExtractor
+from merr_builder.faces.face_mesh import blendshapes_to_aus
+from merr_builder.faces.mediapipe import MediaPipeExtractor, padded_square_crop
 from merr_builder.faces.stage import ClipFrames
 from merr_builder.faces.tracking import assign_tracks, drop_glimpses, iou
 from merr_builder.ingest import ClipSource, probe
@@ -47,16 +48,16 @@ def sampled(mer2023_sample, shared_data):
 
 
 def test_the_detector_decoded_here_finds_the_faces_tasks_finds(direct, tasks, shared_data):
-    """The same faces, boxes that overlap by IoU 0.78-0.95 (measured): the detector's scores and boxes
-    move with the resampling of its 192-pixel input, which Tasks does in its own way. The landmark
-    region is then set from the face's landmarks, so the AUs do not depend on the box."""
+    """The same faces and boxes: the detector's input is resampled as MediaPipe's (letterboxed in one
+    bilinear warp), so the boxes agree to a pixel or two (IoU 0.97-0.99 measured; with OpenCV's resize
+    instead it was 0.78-0.95)."""
     for name in ("single_face.jpg", "multi_face.jpg"):
         rgb = _image(shared_data / name)
         ours = direct.detect(rgb)
         theirs = tasks._detections(rgb)
         assert len(ours) == len(theirs), name
         for box, _ in theirs:
-            assert max(iou(box, d.box) for d in ours) > 0.75, name
+            assert max(iou(box, d.box) for d in ours) > 0.9, name
 
 
 def test_the_landmark_region_maps_the_model_input_onto_the_frame():
@@ -66,15 +67,50 @@ def test_the_landmark_region_maps_the_model_input_onto_the_frame():
     right = matrix @ np.array([LANDMARK_SIDE, LANDMARK_SIDE / 2, 1.0])
     assert np.allclose(centre, (300, 200))
     assert np.allclose(right, (300, 264))  # the input's x axis runs down the image when turned 90 degrees
+    # A detector's region is its box widened, not squared: the input's square is stretched over it.
+    tall = Region(cx=300.0, cy=200.0, side=100.0, angle=0.0, height=160.0).to_frame(LANDMARK_SIDE)
+    assert np.allclose(tall @ np.array([0.0, 0.0, 1.0]), (250, 120))
+    assert np.allclose(tall @ np.array([LANDMARK_SIDE, LANDMARK_SIDE, 1.0]), (350, 280))
     assert len(set(BLENDSHAPE_LANDMARKS.tolist())) == 146 and BLENDSHAPE_LANDMARKS.max() < 478
 
 
+def test_on_the_crops_tasks_is_given_the_direct_calls_read_the_aus_tasks_reads(direct, tasks, sampled, capsys):
+    """Tasks' own crop images (the square it cuts around each detection, resized to 192 px) read by both:
+    the Tasks landmarker (its short-range detector, region and landmark model) and the direct calls
+    (the same detector, region and models, called here). Where the geometry is reproduced, only the
+    runtimes' arithmetic differs; a dim, turned face (727) magnifies it most."""
+    per_face: dict[str, list[float]] = {}
+    missed: list[str] = []
+    for name, (clip, frames) in sampled.items():
+        for frame in frames:
+            for box, score in tasks._detections(frame.rgb):
+                crop, _ = padded_square_crop(frame.rgb, box, tasks.crop_margin, tasks.crop_size)
+                theirs = tasks._landmarker.detect(tasks._image(crop))
+                if not theirs.face_landmarks:
+                    continue  # the retry on an enhanced crop differs by design (here the 256 px input is enhanced)
+                half, side = tasks.crop_size / 2, tasks.crop_size
+                ours = direct.read(crop, (half, half, side), Region(half, half, side / (1 + 2 * tasks.crop_margin) * REGION_SCALE, 0.0), score, True)
+                if ours is None:  # a presence or detector score at the threshold, read a hair lower here
+                    missed.append(name)
+                    continue
+                aus = blendshapes_to_aus({c.category_name: c.score for c in theirs.face_blendshapes[0]})
+                per_face.setdefault(name, []).append(float(np.abs(ours.aus - aus).mean()))
+    every = np.concatenate(list(per_face.values()))
+    with capsys.disabled():
+        print(f"\non Tasks' crops, {len(every)} faces: mean |AU difference| per face, median {np.median(every):.3f}, "
+              f"90th percentile {np.percentile(every, 90):.3f}; largest per clip {({k: round(max(v), 3) for k, v in per_face.items()})}; "
+              f"faces Tasks reads and these do not: {missed}")  # fmt: skip
+    assert len(every) >= 100 and len(missed) <= 0.05 * len(every)  # 3 of 111, all on 727
+    assert np.median(every) <= 0.02
+    assert np.percentile(every, 90) <= 0.1
+    assert all(max(v) <= 0.1 for k, v in per_face.items() if k != "sample_00000727"), per_face
+
+
 def test_the_direct_calls_read_the_aus_tasks_reads_on_the_same_faces(direct, tasks, sampled, capsys):
-    """Per face found by the detector in a sampled frame: the AUs of the direct calls against those of the
-    Tasks backend. The Tasks landmark region comes from a second (short-range) detector run on the face
-    crop; the direct path reads the face in the region its own landmarks give (litert.LANDMARK_REGION_*),
-    which that detector's region matches to a few per cent. Tasks moves by about as much against itself
-    when its crop is shifted by 3 % (README, Faces)."""
+    """Per face found by the detector in a sampled frame: the AUs the build reads (the direct calls, with
+    both inputs cut from the frame at its own resolution) against those of the Tasks backend (its crop
+    resized to 192 px first). The same geometry read at the two resolutions differs by a median 0.06
+    (90th percentile 0.19) with no bias (README, Faces)."""
     per_face, poses = [], []
     for clip, frames in sampled.values():
         for frame in frames:
@@ -91,8 +127,8 @@ def test_the_direct_calls_read_the_aus_tasks_reads_on_the_same_faces(direct, tas
               f"90th percentile {np.percentile(per_frame, 90):.3f}; per AU {np.round(differences.mean(axis=0), 2).tolist()}; "
               f"head pose median |difference| {np.round(np.median(poses, axis=0), 1).tolist()} degrees")  # fmt: skip
     assert len(per_face) >= 100
-    assert np.median(per_frame) <= 0.12
-    assert np.percentile(per_frame, 90) <= 0.5
+    assert np.median(per_frame) <= 0.1
+    assert np.percentile(per_frame, 90) <= 0.35
     assert np.median(poses, axis=0).max() <= 3.0  # yaw, pitch, roll
 
 
