@@ -78,7 +78,8 @@ def test_on_the_crops_tasks_is_given_the_direct_calls_read_the_aus_tasks_reads(d
     """Tasks' own crop images (the square it cuts around each detection, resized to 192 px) read by both:
     the Tasks landmarker (its short-range detector, region and landmark model) and the direct calls
     (the same detector, region and models, called here). Where the geometry is reproduced, only the
-    runtimes' arithmetic differs; a dim, turned face (727) magnifies it most."""
+    runtimes' arithmetic differs; a dim, turned face (727) magnifies it most: there Tasks differs from
+    itself by a median 0.17 when its crop moves one frame pixel (0.02-0.05 on the other clips)."""
     per_face: dict[str, list[float]] = {}
     missed: list[str] = []
     for name, (clip, frames) in sampled.items():
