@@ -4,12 +4,13 @@ The same networks as the Tasks backend (`mediapipe.py`): the full-range BlazeFac
 short-range detector, landmark and blendshape models of the pinned face_landmarker.task. A face is read
 as the Tasks landmarker reads the crop it is given: the short-range detector finds the face in a square
 around where it is expected (`crop_margin` face sides wider on each side, as the Tasks backend crops),
-and the landmark model reads it in the region that detection gives. What the Tasks path adds and this leaves out: the full-range detector
-on every frame, the intermediate crop (the Tasks backend resizes its crop to 192 px; here both inputs are
-cut from the frame in one warp each, at the frame's resolution) and the graph's threads. As MediaPipe's
-own video mode does, a face is followed from one analysed frame to the next: the square is placed where
-its landmarks were, so the full-range detector runs only every `detect_every_s`, where a face is lost and
-where no face is followed; refinement frames (faces/stage.py) follow the face the same way.
+and the landmark model reads it in the region that detection gives. What the Tasks path adds and this
+leaves out: the full-range detector on every frame, the intermediate crop (the Tasks backend resizes its
+crop to 192 px; here both inputs are cut from the frame in one warp each, at the frame's resolution) and
+the graph's threads. As MediaPipe's own video mode does, a face is followed from one analysed frame to
+the next: the square is placed where its landmarks were, so the full-range detector runs only every
+`detect_every_s`, where a face is lost and where no face is followed; refinement frames (faces/stage.py)
+follow the face the same way.
 
 Following MediaPipe's graphs (google-ai-edge/mediapipe, tasks/cc/vision/face_detector and
 face_landmarker): the detectors' inputs (letterboxed, -1..1, one bilinear warp whose corners are the
@@ -18,10 +19,11 @@ weighted non-maximum suppression; the landmark region (a detection's box 1.5 tim
 turned so the eyes are level by keypoints 0 and 1); the landmark input (0..1, edges replicated); the
 presence score (sigmoid of the second output); the blendshape input (146 landmarks' x, y; the model is
 blind to scale and position). Measured rather than reproduced: the square a followed face is looked for
-in, and the region it is read in where the short-range detector does not find it (a dim or turned
-face), are placed from the face's landmarks in the frame before (LANDMARK_REGION_*); the head pose is a similarity fit of the canonical face in the same bundle
-(face_mesh.fitted_head_pose). tests/faces/test_litert.py holds the AUs (on Tasks' own crops and on the
-frame), head pose and face-found share against the Tasks backend on the shared clips.
+in, and the region it is read in where the short-range detector does not find it (a dim or turned face),
+are placed from the face's landmarks in the frame before (LANDMARK_REGION_*); the head pose is a
+similarity fit of the canonical face in the same bundle (face_mesh.fitted_head_pose).
+tests/faces/test_litert.py holds the AUs (on Tasks' own crops and on the frame), head pose and face-found
+share against the Tasks backend on the shared clips.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ class Region:
     @classmethod
     def around(cls, box: tuple[float, float, float, float], eye_from: np.ndarray, eye_to: np.ndarray) -> "Region":
         """The region of a detector's face box (x, y, w, h) whose eye line runs from `eye_from` (image
-        left) to `eye_to`."""
+        left) to `eye_to`: the box REGION_SCALE times wider and taller, turned by that line (MediaPipe's
+        RectTransformation after a detection, which does not square it)."""
         x, y, w, h = box
         dx, dy = eye_to[0] - eye_from[0], eye_to[1] - eye_from[1]
         return cls(x + w / 2, y + h / 2, REGION_SCALE * max(w, 1.0), float(np.arctan2(dy, dx)), REGION_SCALE * max(h, 1.0))
@@ -133,7 +136,6 @@ class Region:
         face's box (the region without its scale) `margin` sides wider on each side, as the Tasks backend
         crops around a detection."""
         return self.cx, self.cy, (1 + 2 * margin) * max(self.side, self.height or 0.0) / REGION_SCALE
-
 
 
 def _anchors(grids: tuple[tuple[int, int], ...]) -> np.ndarray:
