@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from merr_builder.assets import whisper_base_dir
 from merr_builder.speech.flags import flag
@@ -70,6 +71,14 @@ class FasterWhisperASR:
         self.temperature = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if temperature_fallback else [0.0]
 
     def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
+        # The log-mel features are a NumPy product whose BLAS splits it by thread count: with one thread
+        # (a Dask worker starts with OMP_NUM_THREADS=1) they differed by 1e-7 from two, enough to turn the
+        # beam ("Why did you not tell me, ..." against "... tell me? ..."), so a build on Dask wrote other
+        # transcripts than the same build on threads. Read with one BLAS thread, they are the same everywhere.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._transcribed(audio, language, task)
+
+    def _transcribed(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
         segments, info = self.model.transcribe(
             np.ascontiguousarray(audio, dtype=np.float32),
             language=language,
