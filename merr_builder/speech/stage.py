@@ -180,7 +180,7 @@ class SpeechStage:
     """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
 
     name = "speech"
-    version = "5"  # 5: sidecars checked (size, encoding, control characters, SRT/VTT parsers), transcript_encoding; 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
+    version = "6"  # 6: faster-whisper's features read with one BLAS thread (the same transcript on any executor); 5: sidecars checked (size, encoding, control characters, SRT/VTT parsers), transcript_encoding; 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
     config_section = "speech"
     output_schema = SPEECH_SCHEMA
 
