@@ -42,7 +42,7 @@ from merr_builder.faces.face_mesh import (
     DUPLICATE_IOU, MIN_FACE_PRESENCE, check_frame, enhanced, face_from_mesh, face_model_files, fitted_head_pose, pose_points, task_member,
 )  # fmt: skip
 from merr_builder.faces.protocol import Face, FrameFaces
-from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou
+from merr_builder.faces.tracking import NEAR_SHIFT, centre_distance, iou, ious
 from merr_builder.media import Frame
 from merr_builder.records import ClipInfo
 
@@ -265,15 +265,10 @@ class LiteRTExtractor:
         """Weighted non-maximum suppression (MediaPipe's WEIGHTED): each best remaining box absorbs those
         overlapping it by more than NMS_IOU, its box and keypoints the score-weighted mean of them all."""
         order = np.argsort(-scores, kind="stable")
-        lo, hi = boxes[:, :2], boxes[:, :2] + boxes[:, 2:]
-        area = boxes[:, 2] * boxes[:, 3]
         found: list[Detection] = []
         while len(order):
             best = order[0]
-            # IoU of the best with every remaining box, at once (tracking.iou's arithmetic)
-            overlap = np.clip(np.minimum(hi[order], hi[best]) - np.maximum(lo[order], lo[best]), 0.0, None).prod(axis=1)
-            union = area[order] + area[best] - overlap
-            joined = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0) > NMS_IOU
+            joined = ious(boxes[best], boxes[order]) > NMS_IOU
             joined[0] = True
             group = order[joined]
             weights = scores[group] / scores[group].sum()
@@ -305,19 +300,15 @@ class LiteRTExtractor:
                 return points, presence
         return None
 
-    def _face(self, rgb: np.ndarray, region: Region, confidence: float | None, detected: bool) -> Face | None:
-        """The face in `region` (a detection's, or where the face's landmarks were in a nearby frame),
-        looked for in the square around it."""
-        return self.read(rgb, region.search_square(self.crop_margin), region, confidence, detected)
-
-    def read(self, rgb: np.ndarray, square: tuple[float, float, float], region: Region, confidence: float | None, detected: bool) -> Face | None:
-        """The face in `square` (centre x, y and side in frame pixels), read as the Tasks landmarker reads
-        the crop it is given: the short-range detector finds it there and the landmark model reads it in
-        that detection's region. Where it is not found so, the landmarks are read in `region` (where the
-        face is expected): for a face followed from a nearby frame (`detected` False) where the
-        short-range detector finds none or the landmarks refuse its region (a dim or turned face), at
-        `min_tracking_presence`; for a detected one only where that detector finds none (where it does
-        and the landmarks refuse, the Tasks backend has no face either)."""
+    def read(self, rgb: np.ndarray, region: Region, confidence: float | None, detected: bool) -> Face | None:
+        """The face in `region` (a detection's, or where the face's landmarks were in a nearby frame), read
+        as the Tasks landmarker reads the crop it is given: the short-range detector finds it in the
+        region's search square and the landmark model reads it in that detection's region. Where it is
+        not found so, the landmarks are read in `region` itself: for a face followed from a nearby frame
+        (`detected` False) where the short-range detector finds none or the landmarks refuse its region
+        (a dim or turned face), at `min_tracking_presence`; for a detected one only where that detector
+        finds none (where it does and the landmarks refuse, the Tasks backend has no face either)."""
+        square = region.search_square(self.crop_margin)
         detection = self._detected_in(rgb, square)
         mesh = None
         if detection is not None:
@@ -352,7 +343,7 @@ class LiteRTExtractor:
             if any(iou(detection.box, face.box) > DUPLICATE_IOU for face in faces):
                 continue  # a face already followed here
             region = Region.around(detection.box, detection.keypoints[0], detection.keypoints[1])
-            face = self._face(rgb, region, detection.score, detected=True)
+            face = self.read(rgb, region, detection.score, detected=True)
             if face is not None and not any(iou(face.box, other.box) > DUPLICATE_IOU for other in faces):
                 faces.append(face)
         return faces
@@ -363,7 +354,7 @@ class LiteRTExtractor:
         check_frame(rgb)
         faces: list[Face] = []
         for face in previous:
-            found = self._face(rgb, face.region, face.confidence, detected=False) if face.region else None
+            found = self.read(rgb, face.region, face.confidence, detected=False) if face.region else None
             if found is not None and not any(iou(found.box, other.box) > DUPLICATE_IOU for other in faces):
                 faces.append(found)
         return faces, len(faces) == len(previous)
@@ -379,7 +370,7 @@ class LiteRTExtractor:
             if distance >= max_shift:
                 break
             region = Region.around(detection.box, detection.keypoints[0], detection.keypoints[1])
-            found = self._face(rgb, region, detection.score, detected=True)
+            found = self.read(rgb, region, detection.score, detected=True)
             if found is not None and centre_distance(found.box, reference.box) < max_shift:
                 return found
         return None

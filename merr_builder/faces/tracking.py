@@ -19,14 +19,16 @@ _JAW = AU_NAMES.index("AU26")
 _LIPS = AU_NAMES.index("AU25")
 
 
+def ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (x, y, w, h) box with each row of `boxes` (0 where both are empty)."""
+    box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    overlap = np.clip(np.minimum(boxes[:, :2] + boxes[:, 2:], box[:2] + box[2:]) - np.maximum(boxes[:, :2], box[:2]), 0.0, None).prod(axis=1)
+    union = boxes[:, 2] * boxes[:, 3] + box[2] * box[3] - overlap
+    return np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+
+
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+    return float(ious(np.asarray(a), np.asarray(b))[0])
 
 
 def centre_distance(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

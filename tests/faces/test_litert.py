@@ -90,7 +90,8 @@ def test_on_the_crops_tasks_is_given_the_direct_calls_read_the_aus_tasks_reads(d
                 if not theirs.face_landmarks:
                     continue  # the retry on an enhanced crop differs by design (here the 256 px input is enhanced)
                 half, side = tasks.crop_size / 2, tasks.crop_size
-                ours = direct.read(crop, (half, half, side), Region(half, half, side / (1 + 2 * tasks.crop_margin) * REGION_SCALE, 0.0), score, True)
+                region = Region(half, half, side / (1 + 2 * tasks.crop_margin) * REGION_SCALE, 0.0)  # its search square: the whole crop
+                ours = direct.read(crop, region, score, detected=True)
                 if ours is None:  # a presence or detector score at the threshold, read a hair lower here
                     missed.append(name)
                     continue
