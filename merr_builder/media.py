@@ -13,6 +13,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -427,16 +428,19 @@ def load_clip_media(clip: ClipInfo, config: MediaConfig) -> MediaOutput:
 
 
 def map_clips_with_audio(
-    stage: str, batch: PartitionBatch, analyse: Callable[[ClipInfo, ClipAudio | None], T]
+    stage: str, batch: PartitionBatch, analyse: Callable[[ClipInfo, ClipAudio | None], T], pool: Executor | None = None
 ) -> StageResult[T]:
     """Run `analyse(clip, audio)` on each clip of a batch (audio None for a clip without), a failing clip
-    quarantined alone."""
-    return map_clips(
-        stage,
-        batch.clips,  # the clips whose audio the media stage found whole
-        lambda c: analyse(c, ClipAudio(c.path, c.duration_s) if c.has_audio else None),
-        lambda c: (c.clip_id, c.source_path),
-    )
+    quarantined alone; in `pool`'s threads side by side when one is given (the outputs keep clip order)."""
+    clips = batch.clips  # the clips whose audio the media stage found whole
+
+    def analysed(clip: ClipInfo) -> T:
+        return analyse(clip, ClipAudio(clip.path, clip.duration_s) if clip.has_audio else None)
+
+    if pool is None:
+        return map_clips(stage, clips, analysed, lambda c: (c.clip_id, c.source_path))
+    futures = [(clip, pool.submit(analysed, clip)) for clip in clips]
+    return map_clips(stage, futures, lambda item: item[1].result(), lambda item: (item[0].clip_id, item[0].source_path))
 
 
 class MediaStage:
@@ -449,6 +453,10 @@ class MediaStage:
 
     def __init__(self, config: MediaConfig) -> None:
         self.config = config
+
+    @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        return False
 
     @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:

@@ -79,8 +79,7 @@ def unit_named(name: str) -> type[Stage] | type[CorpusStep]:
 
 def wants_gpu(unit: type[Stage] | type[CorpusStep], config: BuildConfig) -> bool:
     """A step that declares a GPU under this config, or any unit the user names in `run.gpu_stages`."""
-    declared = unit in CORPUS_STEPS and unit.wants_gpu(config)  # type: ignore[union-attr]
-    return declared or unit.name in config.run.gpu_stages
+    return unit.wants_gpu(config) or unit.name in config.run.gpu_stages
 
 
 def step_inputs(step: type[CorpusStep], position: int | None, step_runs: dict[str, list]) -> dict[str, list]:

@@ -42,7 +42,10 @@ def _sha(*parts: str) -> str:
 
 def stage_key(stage: type[Stage], config: BuildConfig, upstream_fingerprint: str) -> str:
     section = getattr(config, stage.config_section)
-    return _sha(stage.name, stage.version, section.fingerprint(), upstream_fingerprint)
+    # The models by content, not by path: a model folder whose files change (a user's speech.model_dir)
+    # reruns the stage, and the same model found elsewhere on another worker does not.
+    models = repr(sorted((name, model["sha256"]) for name, model in stage.models(config).items()))
+    return _sha(stage.name, stage.version, section.fingerprint(), models, upstream_fingerprint)
 
 
 def content_fingerprint(ingest_outputs: pa.Table, ingest_quarantine: pa.Table) -> str:

@@ -44,4 +44,9 @@ class Stage(Protocol):
         """Model files the stage uses under this config (name, file, sha256), for the manifest."""
         ...
 
+    @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        """Whether, on a cluster with GPU workers, the stage should run on one of them."""
+        ...
+
     def run(self, batch: PartitionBatch) -> StageResult[Any]: ...

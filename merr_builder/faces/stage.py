@@ -374,6 +374,10 @@ class FacesStage:
         self.analyser = FaceAnalyser(config, media or MediaConfig())
 
     @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        return False  # (CPU work: TFLite faces read on the CPU)
+
+    @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
         classifier = (
             {"expression_classifier": describe(FACE_EXPRESSION_CLASSIFIER, locate(FACE_EXPRESSION_CLASSIFIER))}

@@ -1,18 +1,25 @@
-"""Default ASR backend: faster-whisper with Whisper base (CTranslate2, int8 on CPU), offline.
+"""Default ASR backend: faster-whisper (CTranslate2), offline: int8 on the CPU, float16 on a GPU.
 
-The model comes from two pinned PyPI packages, joined once and sha256-checked (`assets.whisper_base_dir`).
+The default model is Whisper base from two pinned PyPI packages, joined once and sha256-checked
+(`assets.whisper_base_dir`); `speech.model_dir` names any other faster-whisper folder (large-v3 on a GPU).
 Voice-activity detection (Silero, shipped with faster-whisper) is on, so silence and music give no text.
+Clips transcribed side by side in the threads of `side_by_side` have their model calls batched
+(`speech.batching`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from merr_builder.assets import whisper_base_dir
+from merr_builder.assets import whisper_model_dir
+from merr_builder.speech.batching import BatchingWhisper
 from merr_builder.speech.flags import flag
 from merr_builder.speech.protocol import Segment, Transcript, Word, join_texts
 
@@ -30,7 +37,7 @@ def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTran
         drops the last mel frame), and `encode` hands back the last encoding when the same window comes.
         """
 
-        _kept: tuple[np.ndarray, object] | None = None  # (the last window encoded, its encoding)
+        _local = threading.local()  # per thread: (the last window encoded, its encoding); clips decoded side by side each keep their own
 
         def detect_language(self, audio=None, features=None, **kwargs):  # type: ignore[no-untyped-def]
             if features is not None and features.shape[-1] > 1:  # (VAD can leave a single frame)
@@ -38,14 +45,30 @@ def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTran
             return super().detect_language(audio=audio, features=features, **kwargs)
 
         def encode(self, features: np.ndarray):  # type: ignore[no-untyped-def]
-            kept = self._kept
+            kept = getattr(self._local, "kept", None)
             if kept is not None and kept[0].shape == features.shape and np.array_equal(kept[0], features):
                 return kept[1]
             encoded = super().encode(features)
-            self._kept = (features.copy(), encoded)  # one window's encoding: about 3 MB for Whisper base
+            self._local.kept = (features.copy(), encoded)  # one window's encoding: about 3 MB for Whisper base
             return encoded
 
     return WhisperModelSharingEncoder
+
+
+def resolved_device(device: str) -> str:
+    """`speech.device` as CTranslate2 takes it: auto is cuda where CTranslate2 sees a GPU, else cpu."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolved_compute_type(compute_type: str, device: str) -> str:
+    """`speech.compute_type` for a resolved device: auto is int8 on the CPU and float16 on a GPU."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
 
 
 class FasterWhisperASR:
@@ -54,21 +77,37 @@ class FasterWhisperASR:
     def __init__(
         self,
         model_dir: Path | None = None,
-        device: str = "cpu",
-        compute_type: str = "int8",
+        device: str = "auto",
+        compute_type: str = "auto",
         beam_size: int = 5,
         vad: bool = True,
         cpu_threads: int = 0,
         temperature_fallback: bool = False,
     ) -> None:
-        self.model_dir = whisper_base_dir(model_dir)
+        self.model_dir = whisper_model_dir(model_dir)
+        self.device = resolved_device(device)
+        self.compute_type = resolved_compute_type(compute_type, self.device)
         self.model = _whisper_model_class()(
-            str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            str(self.model_dir), device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads
         )
+        self.batched = BatchingWhisper(self.model.model)
+        self.model.model = self.batched  # calls pass straight through outside `side_by_side`
         self.beam_size = beam_size
         self.vad = vad
         # Without fallback a doubtful segment keeps its greedy/beam text and is flagged instead (flags.py).
         self.temperature = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if temperature_fallback else [0.0]
+
+    @contextmanager
+    def side_by_side(self) -> Iterator[None]:
+        """Around a pool of threads that each transcribe clips inside `one_of_batch`: their model calls
+        are batched. The BLAS thread limit (see `transcribe`) is process-wide, so it is set once here
+        for all of them: the threads' own limits then set and restore the same value."""
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+
+    def one_of_batch(self):  # type: ignore[no-untyped-def]
+        """Context of one clip's transcription in a thread of `side_by_side`."""
+        return self.batched.batcher.member()
 
     def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
         # The log-mel features are a NumPy product whose BLAS splits it by thread count: with one thread

@@ -7,6 +7,7 @@ measurements and `assemble` turns them into `audio_tone_description`.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +59,9 @@ def make_asr(config: SpeechConfig) -> ASRBackend | None:
         from merr_builder.speech.faster_whisper import FasterWhisperASR
 
         return FasterWhisperASR(
-            config.model_dir, beam_size=config.beam_size, vad=config.vad, temperature_fallback=config.temperature_fallback
-        )
+            config.model_dir, device=config.device, compute_type=config.compute_type, beam_size=config.beam_size,
+            vad=config.vad, temperature_fallback=config.temperature_fallback,
+        )  # fmt: skip
     if config.backend == "openai_whisper":
         from merr_builder.speech.openai_whisper import OpenAIWhisperASR
 
@@ -176,34 +178,64 @@ class SpeechAnalyser:
                 "transcript_flags": [], "transcript_error": reason}  # fmt: skip
 
 
+GPU_BATCH_SIZE = 32  # clips side by side on a GPU under batch_size auto: Whisper large-v3 at beam 5 holds a few GB
+
+
+def side_by_side(config: SpeechConfig, asr: ASRBackend | None) -> int:
+    """How many clips are transcribed side by side: `speech.batch_size`, where auto is 1 on the CPU (one
+    core gains nothing from batching) and GPU_BATCH_SIZE on a GPU; 1 for a backend that cannot batch."""
+    from merr_builder.speech.faster_whisper import FasterWhisperASR
+
+    if not isinstance(asr, FasterWhisperASR):
+        return 1
+    if config.batch_size == "auto":
+        return GPU_BATCH_SIZE if asr.device == "cuda" else 1
+    return config.batch_size
+
+
 class SpeechStage:
     """Transcripts and tone measurements of a partition's clips (one ASR model per worker process)."""
 
     name = "speech"
-    version = "6"  # 6: faster-whisper's features read with one BLAS thread (the same transcript on any executor); 5: sidecars checked (size, encoding, control characters, SRT/VTT parsers), transcript_encoding; 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
+    version = "7"  # 7: speech.device and compute_type (the key carries them), any faster-whisper model folder; 6: faster-whisper's features read with one BLAS thread (the same transcript on any executor); 5: sidecars checked (size, encoding, control characters, SRT/VTT parsers), transcript_encoding; 2: an empty sidecar gives way to ASR; 3: one encoder pass per window, long clips in windows; 4: asr_english
     config_section = "speech"
     output_schema = SPEECH_SCHEMA
 
     def __init__(self, config: SpeechConfig) -> None:
         self.analyser = SpeechAnalyser(config, make_asr(config))
+        self.side_by_side = side_by_side(config, self.analyser.asr)
 
     @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
         if config.speech.backend == "faster_whisper":
-            from merr_builder.assets import WHISPER_BASE_CT2, describe, whisper_base_dir
+            from merr_builder.assets import whisper_model_id
 
-            return {"asr": describe(WHISPER_BASE_CT2, whisper_base_dir(config.speech.model_dir) / "model.bin")}
+            return {"asr": whisper_model_id(config.speech.model_dir)}
         if config.speech.backend == "openai_whisper":
-            from merr_builder.assets import sha256_file
+            from merr_builder.assets import model_sha256
             from merr_builder.speech.openai_whisper import checkpoint_path
 
             path = checkpoint_path(config.speech.openai_model, config.speech.openai_download_root)
-            return {"asr": {"name": "openai-whisper", "file": str(path), "sha256": sha256_file(path)}}
+            return {"asr": {"name": "openai-whisper", "file": str(path), "sha256": model_sha256(path)}}
         return {}
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "SpeechStage":
         return cls(config.speech)
 
+    @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        """faster-whisper runs where it is placed: on a cluster with GPU workers, there unless told cpu."""
+        return config.speech.backend == "faster_whisper" and config.speech.device != "cpu"
+
     def run(self, batch: PartitionBatch) -> StageResult[dict]:
-        return map_clips_with_audio(self.name, batch, self.analyser.analyse)
+        if self.side_by_side == 1:
+            return map_clips_with_audio(self.name, batch, self.analyser.analyse)
+        asr = self.analyser.asr  # a FasterWhisperASR (side_by_side)
+
+        def analyse(clip: ClipInfo, audio: ClipAudio | None) -> dict:
+            with asr.one_of_batch():  # type: ignore[union-attr]
+                return self.analyser.analyse(clip, audio)
+
+        with asr.side_by_side(), ThreadPoolExecutor(self.side_by_side, thread_name_prefix="speech") as pool:  # type: ignore[union-attr]
+            return map_clips_with_audio(self.name, batch, analyse, pool)

@@ -6,6 +6,7 @@ means high for this corpus, not for an absolute norm. Every threshold is here.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -48,9 +49,13 @@ def _smile():
     )
 
 
+_SMILE_LOCK = threading.Lock()  # one openSMILE instance serves the process; clips analysed side by side take turns
+
+
 def egemaps(audio: np.ndarray, sample_rate: int) -> tuple[list[float], list[str]]:
     """The 88 eGeMAPSv02 functionals of a clip, and their names."""
-    frame = _smile().process_signal(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+    with _SMILE_LOCK:
+        frame = _smile().process_signal(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
     return [float(v) for v in frame.iloc[0].to_numpy()], list(frame.columns)
 
 
