@@ -5,6 +5,10 @@
 #   bash benchmarks/gpu_session.sh run [train|llm]  # on the device machine, from the repo root, with .whl
 #                                            # carried (device tool: carry [".whl"], timeout_s 600; both take
 #                                            # about 6-8 minutes; name one to run only that)
+#   bash benchmarks/gpu_session.sh prepare-speech   # here: CTranslate2 and faster-whisper wheels, the clips'
+#                                            # audio and Whisper's tokenizer into .whl-speech/ (about 50 MB)
+#   bash benchmarks/gpu_session.sh run speech       # there, a call of its own (carry [".whl-speech"]: it and
+#                                            # .whl do not fit the 64 MiB together); about 3-5 minutes
 #
 # The device image has torch but not every package we pin (pydantic, our transformers/peft versions), and
 # nothing can be fetched there, so they travel as cp312 wheels and install into /tmp/site. `run` writes
@@ -16,7 +20,40 @@ WHEELS=(transformers==5.24.0 tokenizers==0.23.3 huggingface_hub==2.4.0 peft==0.2
         annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 dill==0.4.1 httpx2==2.16.2
         httpcore2==2.16.2 h2==4.4.1 hpack==4.2.0 hyperframe==6.1.0 sniffio==1.3.1 truststore==0.10.5)
 
+SPEECH_WHEELS=(ctranslate2==4.8.5 faster-whisper==1.2.1)  # as in requirements.lock
+
+# CTranslate2's PyPI wheel is built for CUDA 12 and opens libcublas.so.12 (and cuDNN 9) when it runs; the
+# device image is CUDA 13, whose cuBLAS is libcublas.so.13, and CUDA 12's cuBLAS (about 600 MB) cannot
+# travel. Where no libcublas.so.12 is found, CUDA 13's is offered under that name (CTranslate2 finds its
+# functions by name) and the log says so; if that fails, the benchmark's error says what did.
+speech_libraries() {
+    local site lib found shim=/tmp/cublas12
+    site=$(python3 -c "import os, nvidia; print(os.path.dirname(list(nvidia.__path__)[0]))" 2>/dev/null)
+    [ -n "$site" ] || return 0
+    for lib in libcudnn.so.9 libcublas.so.13; do
+        found=$(find "$site/nvidia" -name "$lib*" 2>/dev/null | head -1)
+        [ -n "$found" ] && export LD_LIBRARY_PATH=$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    done
+    if ! ldconfig -p | grep -q 'libcublas.so.12' && [ -z "$(find "$site/nvidia" -name 'libcublas.so.12*' | head -1)" ]; then
+        mkdir -p "$shim"
+        for lib in libcublas libcublasLt; do
+            found=$(find "$site/nvidia" -name "$lib.so.13*" 2>/dev/null | head -1)
+            [ -n "$found" ] && ln -sf "$found" "$shim/$lib.so.12"
+        done
+        echo "no libcublas.so.12 here: CUDA 13's cuBLAS offered under that name ($(ls "$shim" | tr '\n' ' '))"
+        export LD_LIBRARY_PATH=$shim:$LD_LIBRARY_PATH
+    fi
+}
+
 case "${1:-}" in
+prepare-speech)
+    python=${MERR_VENV:-.venv}/bin/python
+    "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        -d .whl-speech "${SPEECH_WHEELS[@]}" || exit 1
+    HF_HUB_OFFLINE=1 "$python" benchmarks/speech.py --save-bundle .whl-speech || exit 1
+    du -sh .whl-speech
+    ;;
 prepare)
     python=${MERR_VENV:-.venv}/bin/python
     "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -32,6 +69,18 @@ AutoTokenizer.from_pretrained(smollm2_dir()).save_pretrained('.whl/tokenizer')" 
 run)
     out=${OUT:-out/gpu}
     mkdir -p "$out"
+    if [[ ${2:-} == speech ]]; then  # issue 23: ours batched against plain faster-whisper, base and large-v3 shapes
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-speech \
+            .whl-speech/*.whl || exit 1
+        speech_libraries
+        # (the empty `av` last: a real PyAV, where there is one, wins)
+        export PYTHONPATH=/tmp/site-speech:$PWD:$PWD/.whl-speech/stub HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+        nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+        timeout "${SPEECH_LIMIT_S:-480}" python3 benchmarks/speech.py --gpu --bundle .whl-speech \
+            --json "$out/speech_gpu.json" 2>&1 | tee "$out/speech_gpu.log"
+        echo "speech exit: ${PIPESTATUS[0]}"
+        exit 0
+    fi
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
@@ -49,7 +98,7 @@ run)
     fi
     ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare | run [train|llm]" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare | prepare-speech | run [train|llm|speech]" >&2
     exit 2
     ;;
 esac

@@ -83,6 +83,7 @@ class FasterWhisperASR:
         vad: bool = True,
         cpu_threads: int = 0,
         temperature_fallback: bool = False,
+        decode_options: dict | None = None,
     ) -> None:
         self.model_dir = whisper_model_dir(model_dir)
         self.device = resolved_device(device)
@@ -96,6 +97,9 @@ class FasterWhisperASR:
         self.vad = vad
         # Without fallback a doubtful segment keeps its greedy/beam text and is flagged instead (flags.py).
         self.temperature = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if temperature_fallback else [0.0]
+        # Further keyword arguments of faster-whisper's transcribe: the GPU benchmark suppresses
+        # end-of-text with them, so that a random-weight model decodes as many tokens on every path.
+        self.decode_options = dict(decode_options or {})
 
     @contextmanager
     def side_by_side(self) -> Iterator[None]:
@@ -127,6 +131,7 @@ class FasterWhisperASR:
             word_timestamps=True,
             temperature=self.temperature,
             condition_on_previous_text=False,  # one clip is one utterance; carrying text over feeds loops
+            **self.decode_options,
         )
         parts = tuple(
             Segment(

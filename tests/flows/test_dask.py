@@ -1,7 +1,7 @@
 """The build flow on a local Dask cluster of two worker processes (prefect-dask), reporting to the one
-Prefect server the test session started: the same rows as the threaded build; the steps that declare a GPU
-(the fine LLM step, the encoders) and a stage named in run.gpu_stages placed only on the worker that has
-the GPU resource; nothing left running."""
+Prefect server the test session started: the same rows as the threaded build; the units that declare a GPU
+(the speech stage's Whisper, the fine LLM step, the encoders) and a stage named in run.gpu_stages placed
+only on the worker that has the GPU resource; nothing left running."""
 
 import json
 import os
@@ -35,7 +35,7 @@ def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, 
             client.wait_for_workers(2)
             pid_of = client.run(os.getpid)
             gpu_pid = next(pid for address, pid in pid_of.items() if client.scheduler_info()["workers"][address]["resources"])
-            config = load_config(None, [*settings, f"run.dask_address={cluster.scheduler_address}", "run.gpu_stages=[speech]"])
+            config = load_config(None, [*settings, f"run.dask_address={cluster.scheduler_address}", "run.gpu_stages=[faces]"])
             summary = run_build(folder, tmp_path / "dask", config)
     finally:
         cluster.close()
@@ -44,8 +44,9 @@ def test_the_build_runs_on_a_two_process_dask_cluster_with_the_same_rows(clips, 
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
     runs += [run for step_runs in manifest["steps"].values() for run in step_runs]
     on = {unit: {int(r["worker"].rsplit(":", 1)[1]) for r in runs if r["stage"] == unit} for unit in manifest["stages"]}
-    assert on["speech"] == on["fine"] == on["encoders"] == {gpu_pid} and set().union(*on.values()) <= set(pid_of.values())
-    assert manifest["stages"]["fine"]["wants_gpu"] and not manifest["stages"]["coarse"]["wants_gpu"]
+    assert on["faces"] == on["speech"] == on["fine"] == on["encoders"] == {gpu_pid} and set().union(*on.values()) <= set(pid_of.values())
+    assert manifest["stages"]["speech"]["wants_gpu"] and manifest["stages"]["fine"]["wants_gpu"]
+    assert not manifest["stages"]["coarse"]["wants_gpu"] and not manifest["stages"]["media"]["wants_gpu"]
     threads = pd.read_parquet(tmp_path / "threads" / "shards").sort_values("clip_id").reset_index(drop=True)
     dask = pd.read_parquet(tmp_path / "dask" / "shards").sort_values("clip_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(threads, dask)
