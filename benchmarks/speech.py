@@ -203,7 +203,7 @@ def run_gpu(args) -> dict:  # type: ignore[no-untyped-def]
             batcher = ours.batched.batcher
             batcher.batches = batcher.calls = 0
             started = time.perf_counter()
-            with ours.side_by_side(), ThreadPoolExecutor(args.batch) as pool:
+            with ThreadPoolExecutor(args.batch) as pool:
                 batched_texts = list(pool.map(one, items))
             batched_s = time.perf_counter() - started
 

@@ -3,25 +3,53 @@
 The default model is Whisper base from two pinned PyPI packages, joined once and sha256-checked
 (`assets.whisper_base_dir`); `speech.model_dir` names any other faster-whisper folder (large-v3 on a GPU).
 Voice-activity detection (Silero, shipped with faster-whisper) is on, so silence and music give no text.
-Clips transcribed side by side in the threads of `side_by_side` have their model calls batched
+Clips transcribed side by side in threads, each inside `one_of_batch`, have their model calls batched
 (`speech.batching`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from merr_builder.assets import whisper_model_dir
 from merr_builder.speech.batching import BatchingWhisper
 from merr_builder.speech.flags import flag
 from merr_builder.speech.protocol import Segment, Transcript, Word, join_texts
+
+
+_FEATURES_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # (inspecting the loaded libraries once, not at every window)
+
+
+class OneThreadFeatures:
+    """faster-whisper's log-mel features computed with one BLAS thread, one window at a time.
+
+    The features are a NumPy product whose BLAS splits it by thread count: with one thread (a Dask worker
+    starts with OMP_NUM_THREADS=1) they differed by 1e-7 from two, enough to turn the beam ("Why did you
+    not tell me, ..." against "... tell me? ..."), so a build on Dask wrote other transcripts than the
+    same build on threads. Computed with one thread they are the same everywhere. The limit is set and
+    restored by the thread that computes (OpenBLAS's setting does not survive a restore from another
+    thread), and the lock keeps clips transcribed side by side from restoring it under one another."""
+
+    def __init__(self, extractor) -> None:  # type: ignore[no-untyped-def]
+        self.extractor = extractor
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.extractor, name)
+
+    def __call__(self, *args, **kwargs) -> np.ndarray:  # type: ignore[no-untyped-def]
+        with _FEATURES_LOCK, _blas().limit(limits=1, user_api="blas"):
+            return self.extractor(*args, **kwargs)
 
 
 def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTranslate2)
@@ -36,6 +64,10 @@ def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTran
         third. Here language detection reads the window exactly as decoding will (`generate_segments`
         drops the last mel frame), and `encode` hands back the last encoding when the same window comes.
         """
+
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self.feature_extractor = OneThreadFeatures(self.feature_extractor)
 
         _local = threading.local()  # per thread: (the last window encoded, its encoding); clips decoded side by side each keep their own
 
@@ -92,7 +124,7 @@ class FasterWhisperASR:
             str(self.model_dir), device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads
         )
         self.batched = BatchingWhisper(self.model.model)
-        self.model.model = self.batched  # calls pass straight through outside `side_by_side`
+        self.model.model = self.batched  # calls pass straight through outside `one_of_batch`
         self.beam_size = beam_size
         self.vad = vad
         # Without fallback a doubtful segment keeps its greedy/beam text and is flagged instead (flags.py).
@@ -101,27 +133,12 @@ class FasterWhisperASR:
         # end-of-text with them, so that a random-weight model decodes as many tokens on every path.
         self.decode_options = dict(decode_options or {})
 
-    @contextmanager
-    def side_by_side(self) -> Iterator[None]:
-        """Around a pool of threads that each transcribe clips inside `one_of_batch`: their model calls
-        are batched. The BLAS thread limit (see `transcribe`) is process-wide, so it is set once here
-        for all of them: the threads' own limits then set and restore the same value."""
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-
     def one_of_batch(self):  # type: ignore[no-untyped-def]
-        """Context of one clip's transcription in a thread of `side_by_side`."""
+        """Context of one clip's transcription in one of several threads: inside it, this thread's model
+        calls wait for the others' and go to the model with them (`speech.batching`)."""
         return self.batched.batcher.member()
 
     def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
-        # The log-mel features are a NumPy product whose BLAS splits it by thread count: with one thread
-        # (a Dask worker starts with OMP_NUM_THREADS=1) they differed by 1e-7 from two, enough to turn the
-        # beam ("Why did you not tell me, ..." against "... tell me? ..."), so a build on Dask wrote other
-        # transcripts than the same build on threads. Read with one BLAS thread, they are the same everywhere.
-        with threadpool_limits(limits=1, user_api="blas"):
-            return self._transcribed(audio, language, task)
-
-    def _transcribed(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
         segments, info = self.model.transcribe(
             np.ascontiguousarray(audio, dtype=np.float32),
             language=language,

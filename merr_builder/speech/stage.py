@@ -237,5 +237,5 @@ class SpeechStage:
             with asr.one_of_batch():  # type: ignore[union-attr]
                 return self.analyser.analyse(clip, audio)
 
-        with asr.side_by_side(), ThreadPoolExecutor(self.side_by_side, thread_name_prefix="speech") as pool:  # type: ignore[union-attr]
+        with ThreadPoolExecutor(self.side_by_side, thread_name_prefix="speech") as pool:
             return map_clips_with_audio(self.name, batch, analyse, pool)

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import ctranslate2
+import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 from random_whisper import random_whisper
 
 from merr_builder.assets import AssetError, sha256_file, whisper_base_dir
@@ -90,3 +92,22 @@ def test_clips_side_by_side_get_the_words_and_timings_they_get_alone(clips, mer2
     assert any(r["asr_english"] for r in one_by_one.outputs)  # the Chinese clips' English was batched too
     batcher = alone.analyser.asr.batched.batcher
     assert 0 < batcher.batches < batcher.calls  # the calls did go to the model together
+
+
+def test_the_features_are_computed_with_one_blas_thread_whatever_the_process_runs_with(clips):
+    """A Dask worker runs NumPy's BLAS on one thread, a threaded build on all cores; the log-mel features
+    (the one BLAS product in ASR) must not differ between them (see OneThreadFeatures)."""
+    from threadpoolctl import threadpool_limits
+
+    from merr_builder.speech.faster_whisper import OneThreadFeatures
+
+    asr = SpeechStage(SpeechConfig()).analyser.asr
+    extractor = asr.model.feature_extractor
+    assert isinstance(extractor, OneThreadFeatures)
+    audio = _audio(clips.speech["speech_en_angry"])
+    with threadpool_limits(limits=1, user_api="blas"):
+        on_one = extractor(audio)
+    with threadpool_limits(limits=2, user_api="blas"):
+        on_two = extractor(audio)
+        inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert np.array_equal(on_one, on_two) and set(inside) == {2}  # (the limit was this call's alone)
