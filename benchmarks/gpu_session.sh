@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The GPU benchmarks of one device lease, as one prepared command (a lease is short: run both at once).
+# The GPU benchmarks of a device lease (15 minutes in all, starts included), as prepared commands: the fine-step
+# LLM (issue 20) and speech (issue 23) each one call of the device tool; the trainer's (issue 7, met) on request.
 #
 #   bash benchmarks/gpu_session.sh prepare   # here, once: wheels and the tokenizer into .whl/ (git-ignored)
-#   bash benchmarks/gpu_session.sh run [train|llm]  # on the device machine, from the repo root, with .whl
-#                                            # carried (device tool: carry [".whl"], timeout_s 600; both take
-#                                            # about 6-8 minutes; name one to run only that)
+#   bash benchmarks/gpu_session.sh run [llm|train|all]  # on the device machine, from the repo root, with .whl
+#                                            # carried (device tool: carry [".whl"], timeout_s 600). The llm
+#                                            # benchmark now runs two prompt shapes (real, then stress): about
+#                                            # 6 minutes alone, so run `train` and `llm` as two calls (the
+#                                            # machine stays warm 30 s between them)
 #   bash benchmarks/gpu_session.sh prepare-speech   # here: CTranslate2 and faster-whisper wheels, the clips'
 #                                            # audio and Whisper's tokenizer into .whl-speech/ (about 50 MB)
 #   bash benchmarks/gpu_session.sh run speech       # there, a call of its own (carry [".whl-speech"]: it and
@@ -84,7 +87,7 @@ run)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-    only=${2:-all}
+    only=${2:-llm}  # (train and llm together outlast one 600 s call; `all` runs both)
     # The trainer first (issue 7); then the fine-step LLM (issue 5).
     if [[ $only == all || $only == train ]]; then
         timeout "${TRAIN_LIMIT_S:-300}" python3 benchmarks/train_throughput.py --gpu --tokenizer .whl/tokenizer \
@@ -92,7 +95,7 @@ run)
         echo "train_throughput exit: ${PIPESTATUS[0]}"
     fi
     if [[ $only == all || $only == llm ]]; then
-        timeout "${LLM_LIMIT_S:-270}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
+        timeout "${LLM_LIMIT_S:-480}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
             --json "$out/llm_throughput.json" 2>&1 | tee "$out/llm_throughput.log"
         echo "llm_throughput exit: ${PIPESTATUS[0]}"
     fi

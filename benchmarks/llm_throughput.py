@@ -1,12 +1,16 @@
 """Fine-step LLM throughput: our transformers backend against plain HF `generate`, same batch size, one run.
 
-    python benchmarks/llm_throughput.py            # CPU-size: a small random Llama, short prompts
-    python benchmarks/llm_throughput.py --gpu      # the issue's shape: Llama-3-8B, ~440-640 in / 160 out
+    python benchmarks/llm_throughput.py            # CPU-size: a small random Llama, 32 new tokens
+    python benchmarks/llm_throughput.py --gpu      # Llama-3-8B's shape, 160 new tokens
+    ... [--shapes real,stress]
 
 The model is random-initialised with the real architecture (no weights can be downloaded), built in
-memory on the device; the tokenizer is SmolLM2's (converted by the build, or `--tokenizer DIR`). Prompts
-are the paper's fine prompt around coarse captions made from the coarse template, of varied length as
-MERR's are (so they share only the template's first words, not a long common prefix).
+memory on the device; the tokenizer is SmolLM2's (converted by the build, or `--tokenizer DIR`).
+Two prompt shapes, each run against plain `generate` (default: both, real first):
+- `real`: the fine step's prompts as a build makes them (`fine_prompts.py`: the project's template code
+  over random clue sets and MER2023-like subtitles; about 90-160 tokens), the shape of issue 20's target;
+- `stress`: coarse captions padded with repeated phrases to 440-640 tokens on the GPU (110-190 on the
+  CPU), the shape of the earlier target, kept as a stress case.
 
 Baseline: prompts in arrival order, left-padded, `model.generate` per batch (greedy). Ours:
 `TransformersLLM.generate` (length-sorted batches, static KV cache, flash prefill, and on CUDA the
@@ -29,6 +33,8 @@ from pathlib import Path
 import torch
 import transformers
 from device_peaks import matmul_flops, sync
+
+from fine_prompts import real_requests
 
 from merr_builder.annotate.llm.hf import TransformersLLM
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
@@ -153,6 +159,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--prompts", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--shapes", default="real,stress", help="real (the fine step's prompts) and/or stress (padded, long)")
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--skip-fp32-check", action="store_true")
@@ -168,12 +175,27 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     n = args.prompts or (512 if args.gpu else 48)
-    batch = args.batch or (256 if args.gpu else 16)
-    low, high = (440, 640) if args.gpu else (110, 190)
-    settings = GenerationSettings(max_new_tokens=160 if args.gpu else 32)
-    reqs = requests(n, low, high, tokenizer)
     bandwidth, flops = measured_ceilings(device)
     model = build_model(tokenizer, args.gpu, device, dtype)
+    report = {}
+    for shape in args.shapes.split(","):
+        if shape == "real":
+            reqs = real_requests(n)
+        else:
+            low, high = (440, 640) if args.gpu else (110, 190)
+            reqs = requests(n, low, high, tokenizer)
+        print(f"== prompts of the {shape} shape", flush=True)
+        report[shape] = run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops)
+        model.to(dtype)  # (the float32 check leaves it in float32)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> dict:  # type: ignore[no-untyped-def]
+    """Ours against plain generate on these prompts; printed, and returned for the JSON."""
+    n = len(reqs)
+    batch = args.batch or (256 if args.gpu else 16)
+    settings = GenerationSettings(max_new_tokens=160 if args.gpu else 32)
     ours = TransformersLLM.from_model(model, tokenizer, batch_size=batch)
     eager = TransformersLLM.from_model(model, tokenizer, batch_size=batch, cuda_graph=False)
     plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
@@ -258,9 +280,9 @@ def main() -> None:
         print(f"greedy outputs identical to plain generate ({dtype}), {name}: {matched}/{len(sample)} sampled prompts")
     if exact is not None:
         print(f"greedy outputs identical to plain generate in float32 (32 new tokens): {exact}/{len(sample)}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks,
-                                         "identical_fp32": exact, "sample": len(sample), "prompts": n, "batch": batch, "auto_rows": auto_rows}, indent=1))  # fmt: skip
+    return {"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks, "identical_fp32": exact,
+            "sample": len(sample), "prompts": n, "prompt_tokens": [min(prompt_tokens), sum(prompt_tokens) / n, max(prompt_tokens)],
+            "batch": batch, "auto_rows": auto_rows}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -111,3 +111,45 @@ def test_the_features_are_computed_with_one_blas_thread_whatever_the_process_run
         on_two = extractor(audio)
         inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     assert np.array_equal(on_one, on_two) and set(inside) == {2}  # (the limit was this call's alone)
+
+
+def test_the_rendezvous_batches_waiting_calls_by_key_and_keeps_errors_to_their_own_thread():
+    """CallBatcher alone, over a plain function: members' calls wait for one another and go out grouped
+    by key; a batch that fails is retried call by call, so only the failing call's thread sees the error;
+    a thread that is not a member is never kept waiting."""
+    import threading
+
+    from merr_builder.speech.batching import CallBatcher
+
+    batches: list[tuple[str, list[int]]] = []
+
+    def run_group(key, requests):
+        batches.append((key, list(requests)))
+        if 13 in requests:
+            raise ValueError("thirteen")
+        return [r * 10 for r in requests]
+
+    batcher = CallBatcher(run_group)
+    results: dict[int, object] = {}
+    inside = threading.Barrier(4)  # all four are members before any calls (a deterministic first batch)
+
+    def member(value: int) -> None:
+        with batcher.member():
+            inside.wait()
+            try:
+                results[value] = batcher.call("odd" if value % 2 else "even", value)
+            except ValueError as error:
+                results[value] = error
+
+    threads = [threading.Thread(target=member, args=(v,)) for v in (2, 4, 13, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[2] == 20 and results[4] == 40 and results[7] == 70 and isinstance(results[13], ValueError)
+    # One call per key for the four (in the order they arrived, which threads decide), then the failed
+    # batch call by call.
+    made = sorted((key, sorted(requests)) for key, requests in batches)
+    assert made == [("even", [2, 4]), ("odd", [7]), ("odd", [7, 13]), ("odd", [13])]
+    assert (batcher.batches, batcher.calls) == (2, 4)
+    assert not batcher.is_member()  # (this thread): its calls would go straight to the model
