@@ -2,13 +2,16 @@
 
     python benchmarks/llm_throughput.py            # CPU-size: a small random Llama, 32 new tokens
     python benchmarks/llm_throughput.py --gpu      # Llama-3-8B's shape, 160 new tokens
-    ... [--shapes real,stress]
+    ... [--shapes real,early,stress]
 
 The model is random-initialised with the real architecture (no weights can be downloaded), built in
 memory on the device; the tokenizer is SmolLM2's (converted by the build, or `--tokenizer DIR`).
-Two prompt shapes, each run against plain `generate` (default: both, real first):
+Three prompt shapes, each run against plain `generate` (default: all, real first):
 - `real`: the fine step's prompts as a build makes them (`fine_prompts.py`: the project's template code
   over random clue sets and MER2023-like subtitles; about 90-160 tokens), the shape of issue 20's target;
+- `early`: the real prompts with answers that end early at varied lengths, as a real model's do (a
+  random model never says end-of-text): a token the model says in most answers, first at varied steps,
+  is made an end-of-sequence token for both. This shows the refill of finished rows;
 - `stress`: coarse captions padded with repeated phrases to 440-640 tokens on the GPU (110-190 on the
   CPU), the shape of the earlier target, kept as a stress case.
 
@@ -36,9 +39,9 @@ from device_peaks import matmul_flops, sync
 
 from fine_prompts import real_requests
 
-from merr_builder.annotate.llm.hf import TransformersLLM
+from merr_builder.annotate.llm.hf import TransformersLLM, cache_slots
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
-from merr_builder.annotate.llm.static_decode import kv_bytes_per_token
+from merr_builder.annotate.llm.static_decode import GreedyStaticDecoder, kv_bytes_per_token
 from merr_builder.annotate.prompts import COARSE_TEMPLATE, FINE_QUESTION, FINE_SYSTEM
 
 LABELS = ["happy", "sad", "neutral", "angry", "worried", "surprise"]
@@ -159,7 +162,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--prompts", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--shapes", default="real,stress", help="real (the fine step's prompts) and/or stress (padded, long)")
+    parser.add_argument("--shapes", default="real,early,stress", help="real (the fine step's prompts), early (they end early), stress (padded, long)")
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--skip-fp32-check", action="store_true")
@@ -178,24 +181,50 @@ def main() -> None:
     bandwidth, flops = measured_ceilings(device)
     model = build_model(tokenizer, args.gpu, device, dtype)
     report = {}
+    eos = model.generation_config.eos_token_id
     for shape in args.shapes.split(","):
-        if shape == "real":
+        print(f"== prompts of the {shape} shape", flush=True)
+        if shape in ("real", "early"):
             reqs = real_requests(n)
         else:
             low, high = (440, 640) if args.gpu else (110, 190)
             reqs = requests(n, low, high, tokenizer)
-        print(f"== prompts of the {shape} shape", flush=True)
+        if shape == "early":
+            stop, firsts = stop_token_for_early_ends(model, tokenizer, reqs[:32], new_tokens(args))
+            print(f"early ends: token {stop} ({tokenizer.decode([stop])!r}) ends {len(firsts)} of 32 sampled answers, "
+                  f"after {min(firsts)}-{max(firsts)} tokens (median {sorted(firsts)[len(firsts) // 2]})")  # fmt: skip
+            model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
         report[shape] = run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops)
+        model.generation_config.eos_token_id = eos
         model.to(dtype)  # (the float32 check leaves it in float32)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+
+
+def new_tokens(args) -> int:  # type: ignore[no-untyped-def]
+    return 160 if args.gpu else 32
+
+
+def stop_token_for_early_ends(model, tokenizer, reqs: list[ChatRequest], max_new: int) -> tuple[int, list[int]]:
+    """A token the model says in most of these answers, first at varied steps and never among the first
+    four: as an end-of-sequence token it ends rows early at varied lengths. Also: where it first comes."""
+    llm = TransformersLLM.from_model(model, tokenizer)
+    ids = [tokenizer(llm._prompt(r), add_special_tokens=False).input_ids for r in reqs]
+    decoder = GreedyStaticDecoder(model, len(ids), cache_slots(max(map(len, ids)) + max_new), llm.eos_ids(), tokenizer.pad_token_id)
+    said = decoder.decode(ids, max_new).tokens
+
+    def firsts(token: int) -> list[int]:
+        return [answer.index(token) for answer in said if token in answer]
+
+    token = max({t for answer in said for t in answer}, key=lambda t: (min(firsts(t)) >= 4, len(firsts(t)), len(set(firsts(t)))))
+    return token, firsts(token)
 
 
 def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> dict:  # type: ignore[no-untyped-def]
     """Ours against plain generate on these prompts; printed, and returned for the JSON."""
     n = len(reqs)
     batch = args.batch or (256 if args.gpu else 16)
-    settings = GenerationSettings(max_new_tokens=160 if args.gpu else 32)
+    settings = GenerationSettings(max_new_tokens=new_tokens(args))
     ours = TransformersLLM.from_model(model, tokenizer, batch_size=batch)
     eager = TransformersLLM.from_model(model, tokenizer, batch_size=batch, cuda_graph=False)
     plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
@@ -230,6 +259,7 @@ def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> 
         finally:
             if name in backends and backends[name]._decoder is not None:
                 row["device_seconds"] = dict(backends[name]._decoder.seconds)
+                row["refills"] = backends[name]._decoder.refills
             for llm in backends.values():
                 llm._decoder = None  # free its cache before the next variant
             if device == "cuda":
@@ -239,7 +269,7 @@ def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> 
         if not name.startswith("ours, batch"):  # the same prompts as the baseline: outputs are compared
             outputs[name] = tokens
         parts = row.get("device_seconds")
-        where = f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s" if parts else ""
+        where = f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled" if parts else ""
         print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB{where})", flush=True)
 
     base = results["plain HF generate"]["tok_s"]

@@ -40,6 +40,21 @@ def tiny_llama(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def varied_llama(tmp_path_factory, tiny_llama) -> Path:
+    """tiny_llama's shape and vocabulary with weights drawn 25 times wider: its greedy answers depend on
+    the prompt (tiny_llama says the same thing to every prompt), so rows end at different steps."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("varied-llama")
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(folder)
+    config = LlamaConfig.from_pretrained(tiny_llama)
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
 def _requests() -> list[ChatRequest]:
     captions = ["The person smiles.", "The person's eyes widened and mouth open, speaking fast, " * 3, "Mouth open."]
     return [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=c, label="happy")) for c in captions]
@@ -117,3 +132,36 @@ def test_batch_size_auto_is_16_rows_on_the_cpu_and_a_number_is_kept(tiny_llama):
     assert auto.batch_size is None and auto.rows_for(700) == CPU_ROWS == 16
     fixed = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama, batch_size=3))
     assert fixed.rows_for(700) == 3
+
+
+def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_gives_it(varied_llama):
+    """Ten prompts through 3 rows: rows stop early at varied lengths (a token the model often says is
+    made an end-of-sequence token), each finished row takes the next prompt, and every answer equals
+    plain `generate` on its prompt alone; answers are handed on as their rows finish."""
+    clue = "The person's eyes widened and mouth open, speaking fast. "
+    requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=clue * n, label=label))
+                for n, label in zip((3, 1, 6, 2, 4, 5, 1, 2, 3, 7), ("angry", "happy", "sad", "fear", "doubt") * 2)]  # fmt: skip
+    settings = GenerationSettings(max_new_tokens=30)
+    plain = TransformersLLM(varied_llama, batch_size=1, static_decode=False)
+    said = []
+    for request in requests:
+        prompt = plain.tokenizer(plain._prompt(request), add_special_tokens=False, return_tensors="pt")
+        output = plain.model.generate(**prompt, max_new_tokens=30, do_sample=False, pad_token_id=plain.tokenizer.pad_token_id)
+        said.append(output[0, prompt.input_ids.shape[1] :].tolist())
+    # The token whose first mention falls at the most different steps (and never first): rows then stop
+    # at different steps, some after others have been refilled.
+    def first_steps(token: int) -> list[int]:
+        return [ids.index(token) for ids in said if token in ids]
+
+    stop_token = max({t for ids in said for t in ids}, key=lambda t: (min(first_steps(t)) > 0, len(set(first_steps(t)))))
+    fast = TransformersLLM(varied_llama, batch_size=3)
+    for llm in (plain, fast):
+        llm.model.generation_config.eos_token_id = [llm.tokenizer.eos_token_id, stop_token]
+    reference = [plain.generate([r], settings)[0] for r in requests]
+    assert len({c.new_tokens for c in reference}) >= 4 and any(c.finish_reason == "stop" for c in reference)
+
+    handed_on: list[int] = []
+    ours = fast.generate(requests, settings, on_answer=lambda index, completion: handed_on.append(index))
+    assert ours == reference
+    assert fast._decoder.refills == len(requests) - 3
+    assert sorted(handed_on) == list(range(len(requests)))

@@ -2,8 +2,9 @@
 
 Prompts are rendered with the tokenizer's own chat template and sorted by length so each batch pads
 little; completions come back in the caller's order. Greedy decoding (the default) runs on
-`GreedyStaticDecoder` (preallocated KV cache, flash prefill, CUDA-graph decode steps on a GPU); sampling
-and models with sliding-window layers use plain `generate`, left-padded.
+`GreedyStaticDecoder` (preallocated KV cache, flash prefill, CUDA-graph decode steps on a GPU, a finished
+row refilled with the next prompt); sampling and models with sliding-window layers use plain `generate`,
+left-padded.
 
 Rows per batch: a number, or automatic (`batch_size=None`): 16 on the CPU; on a GPU as many as let the KV
 cache of the call's longest sequence take `KV_SHARE` of the memory free after the weights, up to
@@ -122,15 +123,17 @@ class TransformersLLM:
             decoder = self._decoder = GreedyStaticDecoder(self.model, batch, max_len, self.eos_ids(), self.tokenizer.pad_token_id,
                                                           cuda_graph=self.cuda_graph)  # fmt: skip
         results: list[Completion | None] = [None] * len(ids)
-        for start in range(0, len(order), batch):
-            chunk = order[start : start + batch]
-            decoded = decoder.decode([ids[i] for i in chunk], settings.max_new_tokens)
-            for index, tokens, stopped in zip(chunk, decoded.tokens, decoded.stopped):
-                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-                finish = "stop" if stopped or len(tokens) < settings.max_new_tokens else "length"
-                results[index] = Completion(text, finish, len(tokens))
-                if on_answer is not None:  # each batch's answers are handed on (stored) as the batch ends
-                    on_answer(index, results[index])
+
+        def finished(position: int, tokens: list[int], stopped: bool) -> None:
+            index = order[position]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            finish = "stop" if stopped or len(tokens) < settings.max_new_tokens else "length"
+            results[index] = Completion(text, finish, len(tokens))
+            if on_answer is not None:  # each answer is handed on (stored) as its row finishes
+                on_answer(index, results[index])
+
+        # Shortest prompts first: a refill's prompt is about as long as the rows beside it.
+        decoder.decode([ids[i] for i in order], settings.max_new_tokens, finished)
         return results  # type: ignore[return-value]
 
     def _generate_plain(self, requests: list[ChatRequest], settings: GenerationSettings, on_answer: OnAnswer | None) -> list[Completion]:

@@ -1,17 +1,21 @@
 """Greedy batched decoding over a preallocated KV cache: the fast path of the transformers backend.
 
 Plain `generate` pads prompts on the left, grows its KV cache by concatenation every step (a copy of the
-whole cache per layer per step) and launches each step's ~30 kernels per layer from Python. Here:
+whole cache per layer per step), launches each step's ~30 kernels per layer from Python, and keeps a
+batch's finished rows in it until its longest answer ends. Here:
 
 - prompts are **right-padded** for prefill, so the plain causal mask is exact for every real token and
   attention runs on SDPA's flash kernel; each row's first new token is read at its own last real token;
-- the KV cache is allocated once per call (`StaticKV`, batch × max length) and written in place;
-- every decode step writes all rows at one shared slot; a per-row `valid` mask hides each row's padding
-  gap, and each row's RoPE position continues from its own length, so the model sees exactly the
-  sequence it would see alone;
+- the KV cache is allocated once (`StaticKV`, rows × slots) and written in place; every decode step
+  writes all rows at one shared slot, which runs round the cache as a ring; a per-row `valid` mask
+  hides what is not the row's, and each row's RoPE position continues from its own length, so the model
+  sees exactly the sequence it would see alone;
+- **a finished row is refilled** with the next waiting prompt (continuous batching): its prompt is
+  prefilled into the slots just behind the shared one and it decodes on from there. A row's context
+  (prompt + answer) fits in the ring, so the slot never reaches what the row still reads;
 - on CUDA the whole decode step (forward, argmax, bookkeeping) is captured once as a CUDA graph and
-  replayed, so the step costs its kernels' time, not Python's. No host sync happens inside a step; the
-  loop checks for "all rows finished" every few steps.
+  replayed, so the step costs its kernels' time, not Python's. No host sync happens inside a step; every
+  `check_every` steps the loop reads which rows finished, hands their answers on and refills them.
 
 Only greedy decoding of models whose layers all use full attention goes through here; anything else
 (sampling, sliding-window layers) uses plain `generate` (see `TransformersLLM`).
@@ -20,6 +24,7 @@ Only greedy decoding of models whose layers all use full attention goes through 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,16 +40,18 @@ def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
 class StaticKV:
     """The cache object the model's attention layers call `update` on.
 
-    Prefill (`prefill_rows` set): keys of rows `prefill_rows`, positions 0..S-1, are stored and returned
-    as they are, so attention sees only the prompt (flash kernel, causal). Decode: the step's key is
-    written at `slot` for every row and the whole buffer is returned (static shapes; `valid` masks it).
+    Prefill (`prefill_rows` set): the keys of those rows (an index tensor) are stored at the slots
+    `prefill_slots` (one per prompt position; they may wrap round the ring) and returned as they are, so
+    attention sees only the prompt (flash kernel, causal). Decode: the step's key is written at `slot` for
+    every row and the whole buffer is returned (static shapes; `valid` masks it).
     """
 
     def __init__(self, n_layers: int, batch: int, max_len: int) -> None:
         self.n_layers, self.batch, self.max_len = n_layers, batch, max_len
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        self.prefill_rows: slice | None = None
+        self.prefill_rows: torch.Tensor | None = None
+        self.prefill_slots: torch.Tensor | None = None
         self.slot: torch.Tensor | None = None  # 0-dim long tensor on the model's device
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
@@ -55,9 +62,9 @@ class StaticKV:
             self.values.append(torch.zeros(shape, dtype=value_states.dtype, device=value_states.device))
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         if self.prefill_rows is not None:
-            length = key_states.shape[2]
-            keys[self.prefill_rows, :, :length] = key_states
-            values[self.prefill_rows, :, :length] = value_states
+            where = (self.prefill_rows[:, None], slice(None), self.prefill_slots[None, :])  # → (rows, slots, heads, dim)
+            keys[where] = key_states.transpose(1, 2)
+            values[where] = value_states.transpose(1, 2)
             return key_states, value_states
         keys.index_copy_(2, self.slot.view(1), key_states)
         values.index_copy_(2, self.slot.view(1), value_states)
@@ -74,19 +81,24 @@ class StaticKV:
 
 @dataclass
 class DecodedBatch:
-    tokens: list[list[int]]  # new tokens per row, cut before the first end-of-sequence token
+    tokens: list[list[int]]  # new tokens per prompt, cut before the first end-of-sequence token
     stopped: list[bool]  # whether the row ended with end-of-sequence (else it hit max_new_tokens)
 
 
+OnRow = Callable[[int, list[int], bool], None]  # (prompt index, its new tokens, stopped) as each finishes
+
+
 class GreedyStaticDecoder:
-    """Greedy decoding of batches of token-id prompts with one cache and (on CUDA) one captured step.
+    """Greedy decoding of token-id prompts with one cache and (on CUDA) one captured step.
 
     `batch` rows and `max_len` cache slots are fixed for the decoder's life, so the CUDA graph captured
-    for the first batch is replayed for every later one. Shorter batches are filled with copies of
-    their last prompt (their outputs are dropped).
+    for the first call is replayed for every later one. The prompts go through the rows in the order
+    given: the first `batch` start together, and each row that finishes takes the next waiting prompt.
+    While fewer prompts than rows are left, the idle rows step along doing nothing (their outputs are
+    dropped).
     """
 
-    check_every = 16  # decode steps between host checks for "every row finished"
+    check_every = 16  # decode steps between host reads of which rows finished
 
     def __init__(self, model, batch: int, max_len: int, eos_ids: set[int], pad_id: int,
                  cuda_graph: bool = True, prefill_rows: int = 64) -> None:  # fmt: skip
@@ -102,76 +114,107 @@ class GreedyStaticDecoder:
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=dev)  # which cache slots each row sees
         self.current = torch.zeros(batch, 1, dtype=long, device=dev)  # the token fed to the next step
         self.position = torch.zeros(batch, 1, dtype=long, device=dev)  # its RoPE position, per row
-        self.step = torch.zeros((), dtype=long, device=dev)
-        self.done = torch.zeros(batch, dtype=torch.bool, device=dev)
-        self.out: torch.Tensor | None = None
-        self.use_graph = cuda_graph and self.device.type == "cuda"  # (and max_new_tokens >= 4: see _run_step)
+        self.produced = torch.zeros(batch, dtype=long, device=dev)  # new tokens each row has written
+        self.done = torch.ones(batch, dtype=torch.bool, device=dev)
+        self.max_new = 0
+        self.out: torch.Tensor | None = None  # (batch, max_new + 1): a finished row writes into the last column
+        self.use_graph = cuda_graph and self.device.type == "cuda"
         self.graph: torch.cuda.CUDAGraph | None = None
         self.seconds = {"prefill": 0.0, "decode": 0.0}  # accumulated; read by the benchmark
+        self.refills = 0  # prompts that took over a row another had finished in (accumulated)
 
     @torch.inference_mode()
-    def decode(self, prompts: list[list[int]], max_new_tokens: int) -> DecodedBatch:
-        n = len(prompts)
-        if not 0 < n <= self.batch:
-            raise ValueError(f"a batch holds 1 to {self.batch} prompts, got {n}")
-        rows = prompts + [prompts[-1]] * (self.batch - n)
-        lengths = [len(p) for p in rows]
-        width = max(lengths)
+    def decode(self, prompts: list[list[int]], max_new_tokens: int, on_row: OnRow | None = None) -> DecodedBatch:
+        """Every prompt's greedy answer, in the prompts' order; `on_row` hears each as its row finishes."""
+        if not prompts:
+            return DecodedBatch([], [])
+        width = max(len(p) for p in prompts)
         if width + max_new_tokens > self.max_len:
             raise ValueError(f"prompt of {width} tokens + {max_new_tokens} new exceeds the cache ({self.max_len})")
-        if self.out is None or self.out.shape[1] != max_new_tokens:
-            self.out = torch.full((self.batch, max_new_tokens), self.pad_id, dtype=torch.long, device=self.device)
+        if self.out is None or self.max_new != max_new_tokens:
+            self.max_new = max_new_tokens
+            self.out = torch.full((self.batch, max_new_tokens + 1), self.pad_id, dtype=torch.long, device=self.device)
             self.graph = None  # the captured step writes into `out`
-        marks = [_Mark(self.device) for _ in range(3)]
-        first = self._prefill(rows, lengths, width)
-        self._start_decoding(first, lengths, width)
-        marks[1].record()
-        for step in range(1, max_new_tokens):
-            if step % self.check_every == 0 and bool(self.done.all()):
+        result = DecodedBatch([[] for _ in prompts], [False] * len(prompts))
+        waiting = iter(range(len(prompts)))
+        marks = {"prefill": 0.0, "decode": 0.0}
+        self.cache.slot.fill_(0)
+        # All rows start together (idle ones on a copy of the first prompt, so that no row attends to nothing).
+        holder: list[int | None] = [next(waiting, None) for _ in range(self.batch)]  # the prompt each row decodes
+        self._timed(marks, "prefill", self._start, list(range(self.batch)), [prompts[i if i is not None else 0] for i in holder])
+        self.done[[r for r, i in enumerate(holder) if i is None]] = True
+        while True:
+            done, produced = self.done.tolist(), self.produced.tolist()
+            finished = [r for r, i in enumerate(holder) if i is not None and done[r]]
+            if finished:
+                for r, row in zip(finished, self.out[finished].tolist()):
+                    self._hand_on(result, holder[r], row[: produced[r]], on_row)  # type: ignore[arg-type]
+                    holder[r] = None
+                refill = list(zip(finished, waiting))  # (row, prompt): as many as rows freed and prompts left
+                if refill:
+                    self._timed(marks, "prefill", self._start, [r for r, _ in refill], [prompts[i] for _, i in refill])
+                    for r, i in refill:
+                        holder[r] = i
+                    self.refills += len(refill)
+            if all(i is None for i in holder):
                 break
-            self._run_step()
-        marks[2].record()
-        tokens = self.out[:n].tolist()
-        self.seconds["prefill"] += marks[0].until(marks[1])
-        self.seconds["decode"] += marks[1].until(marks[2])
-        result = DecodedBatch([], [])
-        eos = set(self.eos.tolist())
-        for row in tokens:
-            cut = next((i for i, t in enumerate(row) if t in eos), None)
-            result.tokens.append(row if cut is None else row[:cut])
-            result.stopped.append(cut is not None)
+            self._timed(marks, "decode", self._run_steps)
+        self.seconds["prefill"] += marks["prefill"]
+        self.seconds["decode"] += marks["decode"]
         return result
 
-    def _prefill(self, rows: list[list[int]], lengths: list[int], width: int) -> torch.Tensor:
-        ids = torch.full((self.batch, width), self.pad_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-        ids = ids.to(self.device)
-        last = torch.tensor(lengths, device=self.device) - 1
-        positions = torch.arange(width, device=self.device).expand(self.batch, width)
-        first = torch.empty(self.batch, dtype=torch.long, device=self.device)
-        for start in range(0, self.batch, self.prefill_chunk):
-            part = slice(start, min(start + self.prefill_chunk, self.batch))
-            self.cache.prefill_rows = part
-            hidden = self.decoder(input_ids=ids[part], position_ids=positions[part], cache=self.cache, use_cache=True).last_hidden_state
-            at_last = hidden[torch.arange(hidden.shape[0], device=self.device), last[part]]
-            first[part] = self.lm_head(at_last).argmax(-1)
-        self.cache.prefill_rows = None
-        return first
+    def _hand_on(self, result: DecodedBatch, index: int, row: list[int], on_row: OnRow | None) -> None:
+        eos = set(self.eos.tolist())
+        cut = next((k for k, t in enumerate(row) if t in eos), None)
+        result.tokens[index] = row if cut is None else row[:cut]
+        result.stopped[index] = cut is not None
+        if on_row is not None:
+            on_row(index, result.tokens[index], result.stopped[index])
 
-    def _start_decoding(self, first: torch.Tensor, lengths: list[int], width: int) -> None:
+    def _timed(self, marks: dict[str, float], part: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        start = _Mark(self.device)
+        fn(*args)
+        marks[part] += start.until(_Mark(self.device))
+
+    def _start(self, rows: list[int], prompts: list[list[int]]) -> None:
+        """Prefill `prompts` into `rows` at the slots just behind the shared one, and set the rows decoding."""
+        lengths = [len(p) for p in prompts]
+        width = max(lengths)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        for k, prompt in enumerate(prompts):
+            ids[k, : len(prompt)] = torch.tensor(prompt)
+        ids = ids.to(self.device)
+        row_index = torch.tensor(rows, device=self.device)
         length = torch.tensor(lengths, device=self.device)
-        self.valid.copy_(torch.arange(self.max_len, device=self.device)[None, :] < length[:, None])
-        self.out.fill_(self.pad_id)
-        self.out[:, 0] = first
-        self.done.copy_(self._is_eos(first))
-        self.current.copy_(first[:, None])
-        self.position.copy_(length[:, None])
-        self.cache.slot.fill_(width)
-        self.step.fill_(1)
+        slot = int(self.cache.slot)  # (one read per refill: the host already waited for the step that ended)
+        slots = (torch.arange(width, device=self.device) + slot - width) % self.max_len  # the ring's last `width` slots
+        positions = torch.arange(width, device=self.device).expand(len(rows), width)
+        first = torch.empty(len(rows), dtype=torch.long, device=self.device)
+        for start in range(0, len(rows), self.prefill_chunk):
+            part = slice(start, min(start + self.prefill_chunk, len(rows)))
+            self.cache.prefill_rows, self.cache.prefill_slots = row_index[part], slots
+            hidden = self.decoder(input_ids=ids[part], position_ids=positions[part], cache=self.cache, use_cache=True).last_hidden_state
+            at_last = hidden[torch.arange(hidden.shape[0], device=self.device), length[part] - 1]
+            first[part] = self.lm_head(at_last).argmax(-1)
+        self.cache.prefill_rows = self.cache.prefill_slots = None
+        # Each row sees its own prompt's slots (not the padding after a shorter prompt) and, from the next
+        # step on, the slots it decodes into.
+        seen = torch.zeros(len(rows), self.max_len, dtype=torch.bool, device=self.device)
+        seen[:, slots] = torch.arange(width, device=self.device)[None, :] < length[:, None]
+        self.valid[row_index] = seen
+        self.out[row_index] = self.pad_id
+        self.out[row_index, 0] = first
+        self.produced[row_index] = 1
+        self.done[row_index] = self._is_eos(first) | (self.max_new <= 1)
+        self.current[row_index] = first[:, None]
+        self.position[row_index] = length[:, None]
 
     def _is_eos(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens[:, None] == self.eos).any(-1)
+
+    def _run_steps(self) -> None:
+        for _ in range(self.check_every):
+            self._run_step()
 
     def _step(self) -> None:
         """One decode step for every row; tensor ops only (capturable)."""
@@ -182,15 +225,17 @@ class GreedyStaticDecoder:
         ).last_hidden_state  # fmt: skip
         token = self.lm_head(hidden[:, -1]).argmax(-1)
         token = torch.where(self.done, self.pad_id, token)
-        self.out.index_copy_(1, self.step.view(1), token[:, None])
-        self.done |= self._is_eos(token)
+        # A finished row writes its padding into the spare last column, never over its answer.
+        column = torch.where(self.done, self.max_new, self.produced)
+        self.out.scatter_(1, column[:, None], token[:, None])
+        self.produced += (~self.done).long()
+        self.done |= self._is_eos(token) | (self.produced >= self.max_new)
         self.current.copy_(token[:, None])
         self.position += 1
-        self.cache.slot += 1
-        self.step += 1
+        self.cache.slot.add_(1).remainder_(self.max_len)
 
     def _run_step(self) -> None:
-        if not self.use_graph or self.out.shape[1] < 4:  # capture's warm-up runs two steps ahead
+        if not self.use_graph:
             self._step()
             return
         if self.graph is None:
@@ -200,7 +245,8 @@ class GreedyStaticDecoder:
     def _capture(self) -> torch.cuda.CUDAGraph:
         # Warm up on a side stream (as CUDA graph capture requires), then capture; the state that the
         # warm-up steps advanced is put back so the captured step starts where decoding stands.
-        saved = [t.clone() for t in (self.valid, self.current, self.position, self.cache.slot, self.step, self.done, self.out)]
+        state = (self.valid, self.current, self.position, self.cache.slot, self.produced, self.done, self.out)
+        saved = [t.clone() for t in state]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -210,7 +256,7 @@ class GreedyStaticDecoder:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._step()
-        for tensor, value in zip((self.valid, self.current, self.position, self.cache.slot, self.step, self.done, self.out), saved):
+        for tensor, value in zip(state, saved):
             tensor.copy_(value)
         return graph
 
