@@ -135,6 +135,7 @@ def _rows_storage(rows: list[EncodedRows]) -> tuple[Any, Any]:
 
         parts = [torch.as_tensor(r.batch, device=f"cuda:{r.batch.device_index}")[r.start : r.stop] for r in rows]
         array = parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
+        torch.cuda.current_stream(array.device).synchronize()  # (CTranslate2 reads it on a stream of its own)
     return ctranslate2.StorageView.from_array(array), array
 
 
