@@ -78,7 +78,7 @@ def unit_named(name: str) -> type[Stage] | type[CorpusStep]:
 
 
 def wants_gpu(unit: type[Stage] | type[CorpusStep], config: BuildConfig) -> bool:
-    """A step that declares a GPU under this config, or any unit the user names in `run.gpu_stages`."""
+    """A stage or step that declares a GPU under this config, or any unit the user names in `run.gpu_stages`."""
     return unit.wants_gpu(config) or unit.name in config.run.gpu_stages
 
 

@@ -181,7 +181,7 @@ class SpeechAnalyser:
 GPU_BATCH_SIZE = 32  # clips side by side on a GPU under batch_size auto: Whisper large-v3 at beam 5 holds a few GB
 
 
-def side_by_side(config: SpeechConfig, asr: ASRBackend | None) -> int:
+def clips_side_by_side(config: SpeechConfig, asr: ASRBackend | None) -> int:
     """How many clips are transcribed side by side: `speech.batch_size`, where auto is 1 on the CPU (one
     core gains nothing from batching) and GPU_BATCH_SIZE on a GPU; 1 for a backend that cannot batch."""
     from merr_builder.speech.faster_whisper import FasterWhisperASR
@@ -203,7 +203,7 @@ class SpeechStage:
 
     def __init__(self, config: SpeechConfig) -> None:
         self.analyser = SpeechAnalyser(config, make_asr(config))
-        self.side_by_side = side_by_side(config, self.analyser.asr)
+        self.side_by_side = clips_side_by_side(config, self.analyser.asr)
 
     @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:

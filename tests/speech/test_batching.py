@@ -14,7 +14,7 @@ from merr_builder.ingest import ClipSource, probe
 from merr_builder.pipeline import wants_gpu
 from merr_builder.runner import stage_key
 from merr_builder.speech.faster_whisper import resolved_compute_type
-from merr_builder.speech.stage import GPU_BATCH_SIZE, SpeechStage, side_by_side
+from merr_builder.speech.stage import GPU_BATCH_SIZE, SpeechStage, clips_side_by_side
 from merr_builder.stage import PartitionBatch
 
 
@@ -26,7 +26,7 @@ def test_device_auto_is_the_cpu_here_with_int8_and_no_batching():
     assert stage.side_by_side == 1
     # What auto means on a GPU, and an explicit batch on the CPU.
     assert resolved_compute_type("auto", "cuda") == "float16" and resolved_compute_type("int8_float16", "cuda") == "int8_float16"
-    assert side_by_side(SpeechConfig(batch_size=3), asr) == 3 and GPU_BATCH_SIZE > 1
+    assert clips_side_by_side(SpeechConfig(batch_size=3), asr) == 3 and GPU_BATCH_SIZE > 1
 
 
 def test_speech_is_placed_on_gpu_workers_unless_told_cpu():
