@@ -54,7 +54,6 @@ from one_core import make_clips, one_core_parser, pin_to_one_core
 from merr_builder.speech.faster_whisper import FasterWhisperASR, resolved_compute_type
 
 SAMPLE_RATE = 16_000
-WHISPER = dict(beam_size=5, vad_filter=True, word_timestamps=True, temperature=[0.0], condition_on_previous_text=False)
 
 
 def cpu_name() -> str:
@@ -154,8 +153,9 @@ def load_bundle(bundle: Path) -> list[tuple[str, np.ndarray, str | None]]:
     return [(n[3:], data[n].astype(np.float32) / 32767, lang) for n, lang in zip(names, languages)]
 
 
-def _plain(model, audio: np.ndarray, language: str | None, options: dict) -> str:  # type: ignore[no-untyped-def]
-    segments, _ = model.transcribe(audio, language=language, **WHISPER, **options)
+def _plain(model, ours: FasterWhisperASR, audio: np.ndarray, language: str | None) -> str:  # type: ignore[no-untyped-def]
+    """Plain faster-whisper's text of a clip, with our settings."""
+    segments, _ = model.transcribe(audio, **ours.options(language, "transcribe"))
     return "".join(s.text for s in segments).strip()
 
 
@@ -184,11 +184,11 @@ def run_gpu(args) -> dict:  # type: ignore[no-untyped-def]
             options = dict(suppress_tokens=[-1, eot], max_new_tokens=args.max_new_tokens, no_speech_threshold=None)
             ours = FasterWhisperASR(folder, device=args.device, compute_type=compute_type, decode_options=options)
             for _, audio, language in items[:2]:  # warm-up: CUDA kernels and cuBLAS plans
-                _plain(plain, audio, language, options)
+                _plain(plain, ours, audio, language)
                 ours.transcribe(audio, language, "transcribe")
 
             started = time.perf_counter()
-            plain_texts = [_plain(plain, a, lang, options) for _, a, lang in items]
+            plain_texts = [_plain(plain, ours, a, lang) for _, a, lang in items]
             plain_s = time.perf_counter() - started
 
             started = time.perf_counter()

@@ -183,9 +183,7 @@ def whisper_model_dir(explicit: Path | None = None) -> Path:
 def whisper_model_id(explicit: Path | None = None) -> dict[str, str]:
     """What the manifest records of the ASR model: the pin for Whisper base, the hash of a user's model."""
     folder = whisper_model_dir(explicit)
-    if explicit is None:
-        return describe(WHISPER_BASE_CT2, folder / "model.bin")
-    return {"name": folder.name, "file": str(folder / "model.bin"), "sha256": model_sha256(folder / "model.bin")}
+    return describe(WHISPER_BASE_CT2, folder / "model.bin") if explicit is None else folder_weights_id(folder)  # (its model.bin)
 
 
 def whisper_base_dir(explicit: Path | None = None) -> Path:

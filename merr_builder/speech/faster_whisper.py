@@ -65,11 +65,11 @@ def _whisper_model_class():  # faster-whisper is imported lazily (it loads CTran
         drops the last mel frame), and `encode` hands back the last encoding when the same window comes.
         """
 
+        _local = threading.local()  # per thread: (the last window encoded, its encoding); clips decoded side by side each keep their own
+
         def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
             super().__init__(*args, **kwargs)
             self.feature_extractor = OneThreadFeatures(self.feature_extractor)
-
-        _local = threading.local()  # per thread: (the last window encoded, its encoding); clips decoded side by side each keep their own
 
         def detect_language(self, audio=None, features=None, **kwargs):  # type: ignore[no-untyped-def]
             if features is not None and features.shape[-1] > 1:  # (VAD can leave a single frame)
@@ -138,9 +138,9 @@ class FasterWhisperASR:
         calls wait for the others' and go to the model with them (`speech.batching`)."""
         return self.batched.batcher.member()
 
-    def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
-        segments, info = self.model.transcribe(
-            np.ascontiguousarray(audio, dtype=np.float32),
+    def options(self, language: str | None, task: str) -> dict:
+        """faster-whisper's transcribe settings for one window (what the benchmarks give plain faster-whisper)."""
+        return dict(
             language=language,
             task=task,
             beam_size=self.beam_size,
@@ -150,6 +150,9 @@ class FasterWhisperASR:
             condition_on_previous_text=False,  # one clip is one utterance; carrying text over feeds loops
             **self.decode_options,
         )
+
+    def transcribe(self, audio: np.ndarray, language: str | None, task: str) -> Transcript:
+        segments, info = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32), **self.options(language, task))
         parts = tuple(
             Segment(
                 start=s.start, end=s.end, text=s.text.strip(), avg_logprob=s.avg_logprob,

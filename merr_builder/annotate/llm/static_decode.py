@@ -105,6 +105,7 @@ class GreedyStaticDecoder:
         self.model, self.batch, self.max_len = model, batch, max_len
         self.decoder, self.lm_head = model.get_decoder(), model.get_output_embeddings()
         self.device = next(model.parameters()).device
+        self.eos_ids = set(eos_ids)
         self.eos = torch.tensor(sorted(eos_ids), device=self.device)
         self.pad_id = pad_id
         self.prefill_chunk = prefill_rows  # rows per prefill forward: bounds activation memory
@@ -164,8 +165,7 @@ class GreedyStaticDecoder:
         return result
 
     def _hand_on(self, result: DecodedBatch, index: int, row: list[int], on_row: OnRow | None) -> None:
-        eos = set(self.eos.tolist())
-        cut = next((k for k, t in enumerate(row) if t in eos), None)
+        cut = next((k for k, t in enumerate(row) if t in self.eos_ids), None)
         result.tokens[index] = row if cut is None else row[:cut]
         result.stopped[index] = cut is not None
         if on_row is not None:
