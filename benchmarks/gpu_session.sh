@@ -5,9 +5,10 @@
 #   bash benchmarks/gpu_session.sh prepare   # here, once: wheels and the tokenizer into .whl/ (git-ignored)
 #   bash benchmarks/gpu_session.sh run [llm|train|all]  # on the device machine, from the repo root, with .whl
 #                                            # carried (device tool: carry [".whl"], timeout_s 600). The llm
-#                                            # benchmark now runs two prompt shapes (real, then stress): about
-#                                            # 6 minutes alone, so run `train` and `llm` as two calls (the
-#                                            # machine stays warm 30 s between them)
+#                                            # benchmark runs three prompt shapes (real, early, stress; each
+#                                            # shape's JSON written as it ends), ours with masked and with
+#                                            # row-length attention: about 7 minutes alone, so run `train`
+#                                            # and `llm` as two calls (the machine stays warm 30 s between)
 #   bash benchmarks/gpu_session.sh prepare-speech   # here: CTranslate2 and faster-whisper wheels, the clips'
 #                                            # audio and Whisper's tokenizer into .whl-speech/ (about 50 MB)
 #   bash benchmarks/gpu_session.sh run speech       # there, a call of its own (carry [".whl-speech"]: it and
@@ -95,7 +96,7 @@ run)
         echo "train_throughput exit: ${PIPESTATUS[0]}"
     fi
     if [[ $only == all || $only == llm ]]; then
-        timeout "${LLM_LIMIT_S:-480}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
+        timeout "${LLM_LIMIT_S:-540}" python3 benchmarks/llm_throughput.py --gpu --tokenizer .whl/tokenizer \
             --json "$out/llm_throughput.json" 2>&1 | tee "$out/llm_throughput.log"
         echo "llm_throughput exit: ${PIPESTATUS[0]}"
     fi

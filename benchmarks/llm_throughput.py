@@ -17,7 +17,9 @@ Three prompt shapes, each run against plain `generate` (default: all, real first
 
 Baseline: prompts in arrival order, left-padded, `model.generate` per batch (greedy). Ours:
 `TransformersLLM.generate` (length-sorted batches, static KV cache, flash prefill, and on CUDA the
-decode step replayed as a CUDA graph; `eager` is the same without the graph). Prints output tokens/s,
+decode step replayed as a CUDA graph; `eager` is the same without the graph), with the decode step's
+attention `masked` (every cache slot) and `row_length` (only each row's cache blocks, FlexAttention); each
+variant's first call (cache, graph capture, compile) runs before its timing. Prints output tokens/s,
 the ratio, the floors (weights + KV cache read once per decode step at the measured copy bandwidth;
 prefill FLOPs at the measured matmul rate; and the compute bound: all matmul FLOPs at that rate, what an
 engine overlapping decode with prefill could approach), and whether greedy outputs equal plain `generate` on a
@@ -118,6 +120,20 @@ def ours_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: Gener
     return elapsed, sum(c.new_tokens for c in completions), tokens
 
 
+def warm_up(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationSettings) -> float:
+    """One batch of the longest prompts: the decoder the timed run reuses is built (cache allocated, CUDA
+    graph captured, FlexAttention compiled) outside the timing. Returns how long that first call took."""
+    tokens = [len(llm.tokenizer(llm._prompt(r), add_special_tokens=False).input_ids) for r in reqs]
+    longest = sorted(range(len(reqs)), key=tokens.__getitem__)[-llm.rows_for(max(tokens) + settings.max_new_tokens) :]
+    sync()
+    started = time.perf_counter()
+    llm.generate([reqs[i] for i in longest], settings)
+    sync()
+    llm._decoder.seconds = {"prefill": 0.0, "decode": 0.0}
+    llm._decoder.refills = 0
+    return time.perf_counter() - started
+
+
 def measured_ceilings(device: str) -> tuple[float, float]:
     """(copy bandwidth in bytes/s counting read + write, bf16 matmul FLOP/s), measured here and now."""
     if device != "cuda":
@@ -166,7 +182,8 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--skip-fp32-check", action="store_true")
-    parser.add_argument("--extra-batch", type=int, default=None, help="also run ours at this batch size (on GPUs: 384)")
+    parser.add_argument("--extra-batch", type=int, default=None, help="also run ours at this batch size on the real shape (on GPUs: 384)")
+    parser.add_argument("--eager", action="store_true", help="on the GPU, also run ours without the CUDA graph")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -194,11 +211,11 @@ def main() -> None:
             print(f"early ends: token {stop} ({tokenizer.decode([stop])!r}) ends {len(firsts)} of 32 sampled answers, "
                   f"after {min(firsts)}-{max(firsts)} tokens (median {sorted(firsts)[len(firsts) // 2]})")  # fmt: skip
             model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
-        report[shape] = run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops)
+        report[shape] = run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flops)
         model.generation_config.eos_token_id = eos
         model.to(dtype)  # (the float32 check leaves it in float32)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        if args.json:  # after every shape: a device call that runs out of time keeps the shapes it finished
+            args.json.write_text(json.dumps(report, indent=1))
 
 
 def new_tokens(args) -> int:  # type: ignore[no-untyped-def]
@@ -220,48 +237,58 @@ def stop_token_for_early_ends(model, tokenizer, reqs: list[ChatRequest], max_new
     return token, firsts(token)
 
 
-def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> dict:  # type: ignore[no-untyped-def]
+def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> dict:  # type: ignore[no-untyped-def]
     """Ours against plain generate on these prompts; printed, and returned for the JSON."""
     n = len(reqs)
     batch = args.batch or (256 if args.gpu else 16)
     settings = GenerationSettings(max_new_tokens=new_tokens(args))
     ours = TransformersLLM.from_model(model, tokenizer, batch_size=batch)
     eager = TransformersLLM.from_model(model, tokenizer, batch_size=batch, cuda_graph=False)
+    rows_own = TransformersLLM.from_model(model, tokenizer, batch_size=batch, decode_attention="row_length")
     plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
     prompt_tokens = [len(tokenizer(ours._prompt(r), add_special_tokens=False).input_ids) for r in reqs]
     results: dict[str, dict] = {}
     # What `annotate.batch_size: auto` would choose here, with only the model on the device.
     auto_rows = TransformersLLM.from_model(model, tokenizer).rows_for(max(prompt_tokens) + settings.max_new_tokens)
 
-    warm = GenerationSettings(max_new_tokens=8)
-    plain_generate(plain, reqs[:8], warm, 8)
-    eager.generate(reqs[:8], warm)
-    runs = [("plain HF generate", lambda: plain_generate(plain, reqs, settings, batch)), ("ours, eager steps", lambda: ours_generate(eager, reqs, settings))]
+    plain_generate(plain, reqs[:8], GenerationSettings(max_new_tokens=8), 8)
+    # Ours: decode attention over every cache slot under the rows' masks ("masked"), and over the blocks
+    # each row holds ("row-length"). On the GPU both as CUDA graphs (the eager steps on request: they
+    # only show what the graph saves); on the CPU eager.
+    backends: dict[str, tuple[TransformersLLM, list[ChatRequest]]] = {}
     if device == "cuda":
-        runs.append(("ours (CUDA graph)", lambda: ours_generate(ours, reqs, settings)))
-    backends = {"ours, eager steps": eager, "ours (CUDA graph)": ours}
+        backends.update({"ours (CUDA graph)": (ours, reqs), "ours, row-length (CUDA graph)": (rows_own, reqs)})
+        if args.eager:
+            backends["ours, eager steps"] = (eager, reqs)
+    else:
+        backends.update({"ours, eager steps": (eager, reqs), "ours, row-length, eager steps": (rows_own, reqs)})
     extra = args.extra_batch or (384 if args.gpu else None)
-    if extra:  # ours alone at a larger batch, over 2 full batches of the same prompts (no baseline at this size)
-        name = f"ours, batch {extra}"
-        backends[name] = TransformersLLM.from_model(model, tokenizer, batch_size=extra)
-        runs.append((name, lambda: ours_generate(backends[name], (reqs * 2)[: 2 * extra], settings)))
+    if extra and shape == "real":  # ours alone at a larger batch, over 2 full batches of the same prompts (no baseline at this size)
+        for attention in ("masked", "row_length"):
+            name = f"ours, batch {extra}" + (", row-length" if attention == "row_length" else "")
+            backends[name] = (TransformersLLM.from_model(model, tokenizer, batch_size=extra, decode_attention=attention), (reqs * 2)[: 2 * extra])
+    runs = [("plain HF generate", None, reqs)] + [(name, llm, prompts) for name, (llm, prompts) in backends.items()]
     outputs = {}
-    for name, run in runs:
+    for name, llm, prompts in runs:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         row = results[name] = {}
         try:
-            seconds, produced, tokens = run()
+            if llm is None:
+                seconds, produced, tokens = plain_generate(plain, prompts, settings, batch)
+            else:
+                row["first_call_s"] = warm_up(llm, prompts, settings)
+                seconds, produced, tokens = ours_generate(llm, prompts, settings)
         except Exception as error:  # noqa: BLE001 - a variant that fails is reported; the others still run
             print(f"{name}: FAILED: {type(error).__name__}: {error}")
             row["error"] = f"{type(error).__name__}: {error}"
             continue
         finally:
-            if name in backends and backends[name]._decoder is not None:
-                row["device_seconds"] = dict(backends[name]._decoder.seconds)
-                row["refills"] = backends[name]._decoder.refills
-            for llm in backends.values():
-                llm._decoder = None  # free its cache before the next variant
+            if llm is not None and llm._decoder is not None:
+                row["device_seconds"] = dict(llm._decoder.seconds)
+                row["refills"] = llm._decoder.refills
+            for other, _ in backends.values():
+                other._decoder = None  # free its cache before the next variant
             if device == "cuda":
                 torch.cuda.empty_cache()
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
@@ -269,7 +296,8 @@ def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> 
         if not name.startswith("ours, batch"):  # the same prompts as the baseline: outputs are compared
             outputs[name] = tokens
         parts = row.get("device_seconds")
-        where = f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled" if parts else ""
+        where = (f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled; "
+                 f"first call {row['first_call_s']:.1f} s") if parts else ""  # fmt: skip
         print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB{where})", flush=True)
 
     base = results["plain HF generate"]["tok_s"]
@@ -282,13 +310,15 @@ def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> 
             checks[name] = sum(ours_texts[i] == plain_texts[i] for i in sample)
     exact = None
     if not args.skip_fp32_check:  # float32: the check of the algorithm, free of bf16 rounding ties
-        ours._decoder = eager._decoder = None
         model.float()
         few = [reqs[i] for i in sample]
         short = GenerationSettings(max_new_tokens=32)
         _, _, ref = plain_generate(plain, few, short, len(few))
         ref_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in ref]
-        exact = sum(a.text == b for a, b in zip(ours.generate(few, short), ref_texts))
+        exact = {}
+        for attention, llm in (("masked", ours), ("row_length", rows_own)):
+            exact[attention] = sum(a.text == b for a, b in zip(llm.generate(few, short), ref_texts))
+            llm._decoder = None
 
     ceiling = floors(model.to(dtype), prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops) if device == "cuda" else {}
     gpu_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
@@ -308,8 +338,8 @@ def run_shape(args, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> 
             print(f"{name:20s}: {row['tok_s']:9.1f} tok/s, ratio to plain {row['tok_s'] / base:.2f}{share}")
     for name, matched in checks.items():
         print(f"greedy outputs identical to plain generate ({dtype}), {name}: {matched}/{len(sample)} sampled prompts")
-    if exact is not None:
-        print(f"greedy outputs identical to plain generate in float32 (32 new tokens): {exact}/{len(sample)}")
+    for attention, matched in (exact or {}).items():
+        print(f"greedy outputs identical to plain generate in float32 (32 new tokens), {attention} attention: {matched}/{len(sample)}")
     return {"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks, "identical_fp32": exact,
             "sample": len(sample), "prompts": n, "prompt_tokens": [min(prompt_tokens), sum(prompt_tokens) / n, max(prompt_tokens)],
             "batch": batch, "auto_rows": auto_rows}  # fmt: skip

@@ -203,6 +203,12 @@ class AnnotateConfig(_Section):
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="prompts per batch (transformers, smollm2); auto: 16 on the CPU, on a GPU what the free memory holds (up to 256)"
     )
+    decode_attention: Literal["masked", "row_length"] = Field(
+        "masked",
+        description="greedy decoding's attention over the KV cache (transformers, smollm2). masked: every slot of the "
+        "cache under each row's mask; row_length: only the cache blocks each row holds (FlexAttention, compiled on "
+        "first use); the same tokens either way (tests/annotate/test_llm_hf.py)",
+    )
     max_new_tokens: int = Field(
         256, ge=8, le=4096,
         description="length limit of one fine answer; an answer that reaches it keeps its full sentences. 256 tokens hold "

@@ -31,8 +31,8 @@ def make_llm(config: AnnotateConfig) -> LLMBackend | None:
     if config.fine_backend == "smollm2":
         from merr_builder.assets import smollm2_dir
 
-        return TransformersLLM(smollm2_dir(), batch_size=rows)
-    return TransformersLLM(config.model_dir, batch_size=rows)  # type: ignore[arg-type]
+        return TransformersLLM(smollm2_dir(), batch_size=rows, decode_attention=config.decode_attention)
+    return TransformersLLM(config.model_dir, batch_size=rows, decode_attention=config.decode_attention)  # type: ignore[arg-type]
 
 
 def llm_model_id(config: AnnotateConfig) -> dict[str, str] | None:

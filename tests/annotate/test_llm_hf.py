@@ -79,11 +79,12 @@ def _varied_requests() -> list[ChatRequest]:
     return [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=clue * n, label="angry")) for n in (3, 1, 6, 2, 4)]
 
 
-def test_static_decoding_gives_plain_generates_greedy_tokens(tiny_llama):
+@pytest.mark.parametrize("attention", ["masked", "row_length"])
+def test_static_decoding_gives_plain_generates_greedy_tokens(tiny_llama, attention):
     # Five prompts of different lengths in batches of 2 (the last one filled up), 40 new tokens (past the
     # decoder's every-16-steps check): each completion equals plain `generate` on that prompt alone.
     settings = GenerationSettings(max_new_tokens=40)
-    fast = TransformersLLM(tiny_llama, batch_size=2)
+    fast = TransformersLLM(tiny_llama, batch_size=2, decode_attention=attention)
     plain = TransformersLLM(tiny_llama, batch_size=1, static_decode=False)
     assert fast.static_decode and not plain.static_decode
     reference = [plain.generate([r], settings)[0] for r in _varied_requests()]
@@ -134,10 +135,12 @@ def test_batch_size_auto_is_16_rows_on_the_cpu_and_a_number_is_kept(tiny_llama):
     assert fixed.rows_for(700) == 3
 
 
-def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_gives_it(varied_llama):
+@pytest.mark.parametrize("attention", ["masked", "row_length"])
+def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_gives_it(varied_llama, attention):
     """Ten prompts through 3 rows: rows stop early at varied lengths (a token the model often says is
     made an end-of-sequence token), each finished row takes the next prompt, and every answer equals
-    plain `generate` on its prompt alone; answers are handed on as their rows finish."""
+    plain `generate` on its prompt alone; answers are handed on as their rows finish. With row-length
+    attention each row's attention reads only the cache blocks it holds, and the answers are the same."""
     clue = "The person's eyes widened and mouth open, speaking fast. "
     requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=clue * n, label=label))
                 for n, label in zip((3, 1, 6, 2, 4, 5, 1, 2, 3, 7), ("angry", "happy", "sad", "fear", "doubt") * 2)]  # fmt: skip
@@ -154,7 +157,7 @@ def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_give
         return [ids.index(token) for ids in said if token in ids]
 
     stop_token = max({t for ids in said for t in ids}, key=lambda t: (min(first_steps(t)) > 0, len(set(first_steps(t)))))
-    fast = TransformersLLM(varied_llama, batch_size=3)
+    fast = TransformersLLM(varied_llama, batch_size=3, decode_attention=attention)
     for llm in (plain, fast):
         llm.model.generation_config.eos_token_id = [llm.tokenizer.eos_token_id, stop_token]
     reference = [plain.generate([r], settings)[0] for r in requests]
@@ -165,3 +168,15 @@ def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_give
     assert ours == reference
     assert fast._decoder.refills == len(requests) - 3
     assert sorted(handed_on) == list(range(len(requests)))
+
+
+def test_the_build_setting_chooses_row_length_attention_and_the_answers_stay(tiny_llama):
+    from merr_builder.annotate.fine import make_llm
+    from merr_builder.config import AnnotateConfig
+
+    settings = GenerationSettings(max_new_tokens=20)
+    masked = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama))
+    row_length = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama, decode_attention="row_length"))
+    assert (masked.decode_attention, row_length.decode_attention) == ("masked", "row_length")
+    assert row_length.generate(_varied_requests(), settings) == masked.generate(_varied_requests(), settings)
+    assert row_length._decoder.row_blocks is not None and masked._decoder.row_blocks is None

@@ -3,7 +3,8 @@
 Prompts are rendered with the tokenizer's own chat template and sorted by length so each batch pads
 little; completions come back in the caller's order. Greedy decoding (the default) runs on
 `GreedyStaticDecoder` (preallocated KV cache, flash prefill, CUDA-graph decode steps on a GPU, a finished
-row refilled with the next prompt); sampling and models with sliding-window layers use plain `generate`,
+row refilled with the next prompt; `decode_attention="row_length"`: each row's attention reads only its
+own cache blocks); sampling and models with sliding-window layers use plain `generate`,
 left-padded.
 
 Rows per batch: a number, or automatic (`batch_size=None`): 16 on the CPU; on a GPU as many as let the KV
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from merr_builder.annotate.llm.protocol import ChatRequest, Completion, GenerationSettings, OnAnswer
-from merr_builder.annotate.llm.static_decode import GreedyStaticDecoder, kv_bytes_per_token
+from merr_builder.annotate.llm.static_decode import DecodeAttention, GreedyStaticDecoder, kv_bytes_per_token
 
 CPU_ROWS = 16
 GPU_MAX_ROWS = 256  # the 8B decode step gains little beyond (H100: 4,879 tok/s at 256 rows, 5,016 at 384)
@@ -41,25 +42,25 @@ class TransformersLLM:
     name = "transformers"
 
     def __init__(self, model_dir: Path, batch_size: int | None = None, device: str | None = None, dtype: torch.dtype | None = None,
-                 static_decode: bool = True, cuda_graph: bool = True) -> None:  # fmt: skip
+                 static_decode: bool = True, cuda_graph: bool = True, decode_attention: DecodeAttention = "masked") -> None:  # fmt: skip
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype).to(device)
-        self._setup(AutoTokenizer.from_pretrained(self.model_dir), model, batch_size, static_decode, cuda_graph)
+        self._setup(AutoTokenizer.from_pretrained(self.model_dir), model, batch_size, static_decode, cuda_graph, decode_attention)
 
     @classmethod
     def from_model(cls, model, tokenizer, batch_size: int | None = None, static_decode: bool = True, cuda_graph: bool = True,
-                   model_dir: Path | None = None) -> TransformersLLM:  # fmt: skip
+                   model_dir: Path | None = None, decode_attention: DecodeAttention = "masked") -> TransformersLLM:  # fmt: skip
         """A backend over a model already in memory (the benchmark builds an 8B-shaped one on the GPU)."""
         llm = cls.__new__(cls)
         llm.model_dir = Path(model_dir or getattr(model, "name_or_path", "") or "model")
-        llm._setup(tokenizer, model, batch_size, static_decode, cuda_graph)
+        llm._setup(tokenizer, model, batch_size, static_decode, cuda_graph, decode_attention)
         return llm
 
-    def _setup(self, tokenizer, model, batch_size: int | None, static_decode: bool, cuda_graph: bool) -> None:
+    def _setup(self, tokenizer, model, batch_size: int | None, static_decode: bool, cuda_graph: bool, decode_attention: DecodeAttention) -> None:
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"  # plain generate continues from the right end of every row
         if self.tokenizer.pad_token is None:
@@ -71,6 +72,7 @@ class TransformersLLM:
         layer_types = set(getattr(model.config, "layer_types", None) or ["full_attention"])
         self.static_decode = static_decode and layer_types == {"full_attention"}
         self.cuda_graph = cuda_graph
+        self.decode_attention = decode_attention
         self._decoder: GreedyStaticDecoder | None = None
 
     def model_id(self) -> dict[str, str]:
@@ -121,7 +123,7 @@ class TransformersLLM:
         if decoder is None or decoder.batch != batch or decoder.max_len < max_len:
             self._decoder = None  # free the old cache before allocating the new one
             decoder = self._decoder = GreedyStaticDecoder(self.model, batch, max_len, self.eos_ids(), self.tokenizer.pad_token_id,
-                                                          cuda_graph=self.cuda_graph)  # fmt: skip
+                                                          cuda_graph=self.cuda_graph, attention=self.decode_attention)  # fmt: skip
         results: list[Completion | None] = [None] * len(ids)
 
         def finished(position: int, tokens: list[int], stopped: bool) -> None:

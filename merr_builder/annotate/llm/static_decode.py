@@ -13,6 +13,8 @@ batch's finished rows in it until its longest answer ends. Here:
 - **a finished row is refilled** with the next waiting prompt (continuous batching): its prompt is
   prefilled into the slots just behind the shared one and it decodes on from there. A row's context
   (prompt + answer) fits in the ring, so the slot never reaches what the row still reads;
+- with `attention="row_length"` a decode step's attention reads only the cache blocks each row holds
+  (FlexAttention, `row_attention.py`) instead of every slot under a mask;
 - on CUDA the whole decode step (forward, argmax, bookkeeping) is captured once as a CUDA graph and
   replayed, so the step costs its kernels' time, not Python's. No host sync happens inside a step; every
   `check_every` steps the loop reads which rows finished, hands their answers on and refills them.
@@ -25,9 +27,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+
+from merr_builder.annotate.llm.row_attention import RowBlocks, row_length_attention
+
+DecodeAttention = Literal["masked", "row_length"]  # every cache slot under the row's mask | the row's blocks only
 
 
 def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
@@ -101,7 +109,7 @@ class GreedyStaticDecoder:
     check_every = 16  # decode steps between host reads of which rows finished
 
     def __init__(self, model, batch: int, max_len: int, eos_ids: set[int], pad_id: int,
-                 cuda_graph: bool = True, prefill_rows: int = 64) -> None:  # fmt: skip
+                 cuda_graph: bool = True, prefill_rows: int = 64, attention: DecodeAttention = "masked") -> None:  # fmt: skip
         self.model, self.batch, self.max_len = model, batch, max_len
         self.decoder, self.lm_head = model.get_decoder(), model.get_output_embeddings()
         self.device = next(model.parameters()).device
@@ -117,6 +125,8 @@ class GreedyStaticDecoder:
         self.position = torch.zeros(batch, 1, dtype=long, device=dev)  # its RoPE position, per row
         self.produced = torch.zeros(batch, dtype=long, device=dev)  # new tokens each row has written
         self.done = torch.ones(batch, dtype=torch.bool, device=dev)
+        self.attention = attention
+        self.row_blocks = RowBlocks(self.valid) if attention == "row_length" else None
         self.max_new = 0
         self.out: torch.Tensor | None = None  # (batch, max_new + 1): a finished row writes into the last column
         self.use_graph = cuda_graph and self.device.type == "cuda"
@@ -129,6 +139,10 @@ class GreedyStaticDecoder:
         """Every prompt's greedy answer, in the prompts' order; `on_row` hears each as its row finishes."""
         if not prompts:
             return DecodedBatch([], [])
+        with row_length_attention(self.model) if self.row_blocks is not None else nullcontext():
+            return self._decode(prompts, max_new_tokens, on_row)
+
+    def _decode(self, prompts: list[list[int]], max_new_tokens: int, on_row: OnRow | None) -> DecodedBatch:
         width = max(len(p) for p in prompts)
         if width + max_new_tokens > self.max_len:
             raise ValueError(f"prompt of {width} tokens + {max_new_tokens} new exceeds the cache ({self.max_len})")
@@ -219,9 +233,13 @@ class GreedyStaticDecoder:
     def _step(self) -> None:
         """One decode step for every row; tensor ops only (capturable)."""
         self.valid.index_fill_(1, self.cache.slot.view(1), True)
+        blocks = {}
+        if self.row_blocks is not None:
+            self.row_blocks.update()
+            blocks["row_blocks"] = self.row_blocks  # (reaches the attention function through the layers' kwargs)
         hidden = self.decoder(
             input_ids=self.current, attention_mask=self.valid[:, None, None, :], position_ids=self.position,
-            cache=self.cache, use_cache=True,
+            cache=self.cache, use_cache=True, **blocks,
         ).last_hidden_state  # fmt: skip
         token = self.lm_head(hidden[:, -1]).argmax(-1)
         token = torch.where(self.done, self.pad_id, token)
