@@ -17,6 +17,10 @@ missing=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
+# torch.compile's CPU kernels (FlexAttention for annotate.decode_attention=row_length, and its tests) are
+# C++ that inductor builds with the system compiler against Python's headers.
+command -v g++ >/dev/null || missing+=(g++)
+[ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing system packages: ${missing[*]}"
     $SUDO apt-get update -qq
