@@ -43,7 +43,7 @@ from fine_prompts import real_requests
 
 from merr_builder.annotate.llm.hf import TransformersLLM, cache_slots
 from merr_builder.annotate.llm.protocol import ChatRequest, GenerationSettings
-from merr_builder.annotate.llm.static_decode import GreedyStaticDecoder, kv_bytes_per_token
+from merr_builder.annotate.llm.static_decode import GreedyStaticDecoder, kv_bytes_per_token, shared_prefix
 from merr_builder.annotate.prompts import COARSE_TEMPLATE, FINE_QUESTION, FINE_SYSTEM
 
 LABELS = ["happy", "sad", "neutral", "angry", "worried", "surprise"]
@@ -130,7 +130,7 @@ def warm_up(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationS
     llm.generate([reqs[i] for i in longest], settings)
     sync()
     llm._decoder.seconds = {"prefill": 0.0, "decode": 0.0}
-    llm._decoder.refills = 0
+    llm._decoder.refills = llm._decoder.shared_tokens = 0
     return time.perf_counter() - started
 
 
@@ -154,9 +154,11 @@ def measured_ceilings(device: str) -> tuple[float, float]:
     return bandwidth, flops
 
 
-def floors(model, reqs_tokens: list[int], new: int, batch: int, bandwidth: float, flops: float) -> dict[str, float]:
+def floors(model, reqs_tokens: list[int], new: int, batch: int, bandwidth: float, flops: float, shared: int = 0) -> dict[str, float]:
     """Output tokens/s no implementation can beat: decode (bytes) alone; prefill (FLOPs) then decode (bytes)
-    as separate phases, as ours and plain `generate` run them; and matmul FLOPs alone (phases overlapped)."""
+    as separate phases, as ours and plain `generate` run them; and matmul FLOPs alone (phases overlapped).
+    Prefill counts each prompt's tokens less the `shared` prefix every prompt starts with (ours runs it
+    once per group of rows, so a floor that counted it would not bound ours)."""
     cfg = model.config
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) - model.get_input_embeddings().weight.nbytes
     kv_per_token = kv_bytes_per_token(cfg, next(model.parameters()).dtype)
@@ -165,7 +167,7 @@ def floors(model, reqs_tokens: list[int], new: int, batch: int, bandwidth: float
     decode_tokens_per_s = batch / (step_bytes / bandwidth)
     matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and "embed" not in n) - model.get_output_embeddings().weight.numel()
     head_params = model.get_output_embeddings().weight.numel()  # the head runs on the last prefill token only
-    prefill_s_per_prompt = 2 * matmul_params * mean_prompt / flops
+    prefill_s_per_prompt = 2 * matmul_params * (mean_prompt - shared) / flops
     both = new / (prefill_s_per_prompt + new / decode_tokens_per_s)
     # An engine that rides decode steps on prefill chunks (chunked prefill, as vLLM and SGLang schedule)
     # hides the decode's weight reads under prefill compute: then only the matmul FLOPs bound it.
@@ -287,6 +289,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
             if llm is not None and llm._decoder is not None:
                 row["device_seconds"] = dict(llm._decoder.seconds)
                 row["refills"] = llm._decoder.refills
+                row["shared_prefix_tokens"] = llm._decoder.shared_tokens
             for other, _ in backends.values():
                 other._decoder = None  # free its cache before the next variant
             if device == "cuda":
@@ -296,7 +299,8 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
         if not name.startswith("ours, batch"):  # the same prompts as the baseline: outputs are compared
             outputs[name] = tokens
         parts = row.get("device_seconds")
-        where = (f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled; "
+        where = (f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled, "
+                 f"{row['shared_prefix_tokens']} prompt tokens not prefilled (shared prefix); "
                  f"first call {row['first_call_s']:.1f} s") if parts else ""  # fmt: skip
         print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB{where})", flush=True)
 
@@ -320,13 +324,15 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
             exact[attention] = sum(a.text == b for a, b in zip(llm.generate(few, short), ref_texts))
             llm._decoder = None
 
-    ceiling = floors(model.to(dtype), prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops) if device == "cuda" else {}
+    prompt_ids = [tokenizer(ours._prompt(r), add_special_tokens=False).input_ids for r in reqs]
+    shared = shared_prefix(prompt_ids)
+    ceiling = floors(model.to(dtype), prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops, shared) if device == "cuda" else {}
     gpu_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     print()
     print(f"machine: {gpu_name}, torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"prompts: {n} ({min(prompt_tokens)}-{max(prompt_tokens)} tokens, mean {sum(prompt_tokens) / n:.0f}), batch {batch}, "
           f"new tokens {settings.max_new_tokens}, model {'Llama-3-8B shape' if args.gpu else 'small Llama'} (random), {dtype}")  # fmt: skip
-    print(f"annotate.batch_size auto would run {auto_rows} rows per batch here")
+    print(f"annotate.batch_size auto would run {auto_rows} rows per batch here; every prompt starts with the same {shared} tokens")
     if device == "cuda":
         print(f"measured ceilings: copy {bandwidth / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
         print(f"floors: decode alone {ceiling['decode_floor_tok_s']:,.0f} tok/s; decode + prefill {ceiling['decode_plus_prefill_floor_tok_s']:,.0f} tok/s; "
@@ -342,7 +348,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
         print(f"greedy outputs identical to plain generate in float32 (32 new tokens), {attention} attention: {matched}/{len(sample)}")
     return {"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks, "identical_fp32": exact,
             "sample": len(sample), "prompts": n, "prompt_tokens": [min(prompt_tokens), sum(prompt_tokens) / n, max(prompt_tokens)],
-            "batch": batch, "auto_rows": auto_rows}  # fmt: skip
+            "batch": batch, "auto_rows": auto_rows, "shared_prefix": shared}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -167,6 +167,8 @@ def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_give
     ours = fast.generate(requests, settings, on_answer=lambda index, completion: handed_on.append(index))
     assert ours == reference
     assert fast._decoder.refills == len(requests) - 3
+    # The chat header and system prompt every prompt starts with were prefilled once per group of rows.
+    assert fast._decoder.shared_tokens > 0
     assert sorted(handed_on) == list(range(len(requests)))
 
 
@@ -180,3 +182,13 @@ def test_the_build_setting_chooses_row_length_attention_and_the_answers_stay(tin
     assert (masked.decode_attention, row_length.decode_attention) == ("masked", "row_length")
     assert row_length.generate(_varied_requests(), settings) == masked.generate(_varied_requests(), settings)
     assert row_length._decoder.row_blocks is not None and masked._decoder.row_blocks is None
+
+
+def test_the_shared_prefix_is_what_every_prompt_starts_with_leaving_each_a_token_of_its_own():
+    from merr_builder.annotate.llm.static_decode import SHARED_PREFIX_MIN, shared_prefix
+
+    head = list(range(100, 100 + SHARED_PREFIX_MIN + 4))
+    assert shared_prefix([head + [1, 2], head + [1, 3], head + [1, 4, 5]]) == len(head) + 1
+    assert shared_prefix([head, head + [5]]) == len(head) - 1  # the shorter keeps its last token
+    assert shared_prefix([head + [1]]) == 0  # one prompt: nothing to share
+    assert shared_prefix([head[: SHARED_PREFIX_MIN - 1] + [1], head[: SHARED_PREFIX_MIN - 1] + [2]]) == 0

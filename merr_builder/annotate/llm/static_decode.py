@@ -6,6 +6,9 @@ batch's finished rows in it until its longest answer ends. Here:
 
 - prompts are **right-padded** for prefill, so the plain causal mask is exact for every real token and
   attention runs on SDPA's flash kernel; each row's first new token is read at its own last real token;
+- the tokens every prompt of a prefill starts with (the fine step's chat header and system prompt: about a
+  quarter of a real prompt) are run **once**, as one row, and their keys and values copied into every row:
+  they are the same in each (same tokens at the same positions); the rest of each prompt attends to them;
 - the KV cache is allocated once (`StaticKV`, rows × slots) and written in place; every decode step
   writes all rows at one shared slot, which runs round the cache as a ring; a per-row `valid` mask
   hides what is not the row's, and each row's RoPE position continues from its own length, so the model
@@ -25,6 +28,7 @@ Only greedy decoding of models whose layers all use full attention goes through 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -49,9 +53,11 @@ class StaticKV:
     """The cache object the model's attention layers call `update` on.
 
     Prefill (`prefill_rows` set): the keys of those rows (an index tensor) are stored at the slots
-    `prefill_slots` (one per prompt position; they may wrap round the ring) and returned as they are, so
-    attention sees only the prompt (flash kernel, causal). Decode: the step's key is written at `slot` for
-    every row and the whole buffer is returned (static shapes; `valid` masks it).
+    `prefill_slots` (one per prompt position; they may wrap round the ring; keys of one row are stored in
+    every row) and returned as they are, so attention sees only the prompt (flash kernel, causal); with
+    `prefill_sees` set (the rest of prompts whose shared prefix is stored), the keys at those slots are
+    returned instead: the prefix's and the new ones. Decode: the step's key is written at `slot` for every
+    row and the whole buffer is returned (static shapes; `valid` masks it).
     """
 
     def __init__(self, n_layers: int, batch: int, max_len: int) -> None:
@@ -60,6 +66,7 @@ class StaticKV:
         self.values: list[torch.Tensor] = []
         self.prefill_rows: torch.Tensor | None = None
         self.prefill_slots: torch.Tensor | None = None
+        self.prefill_sees: torch.Tensor | None = None
         self.slot: torch.Tensor | None = None  # 0-dim long tensor on the model's device
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
@@ -73,7 +80,10 @@ class StaticKV:
             where = (self.prefill_rows[:, None], slice(None), self.prefill_slots[None, :])  # → (rows, slots, heads, dim)
             keys[where] = key_states.transpose(1, 2)
             values[where] = value_states.transpose(1, 2)
-            return key_states, value_states
+            if self.prefill_sees is None:
+                return key_states, value_states
+            sees = (self.prefill_rows[:, None], slice(None), self.prefill_sees[None, :])
+            return keys[sees].transpose(1, 2), values[sees].transpose(1, 2)
         keys.index_copy_(2, self.slot.view(1), key_states)
         values.index_copy_(2, self.slot.view(1), value_states)
         return keys, values
@@ -133,6 +143,7 @@ class GreedyStaticDecoder:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.seconds = {"prefill": 0.0, "decode": 0.0}  # accumulated; read by the benchmark
         self.refills = 0  # prompts that took over a row another had finished in (accumulated)
+        self.shared_tokens = 0  # prompt tokens not prefilled because a shared prefix was run once (accumulated)
 
     @torch.inference_mode()
     def decode(self, prompts: list[list[int]], max_new_tokens: int, on_row: OnRow | None = None) -> DecodedBatch:
@@ -203,14 +214,24 @@ class GreedyStaticDecoder:
         slot = int(self.cache.slot)  # (one read per refill: the host already waited for the step that ended)
         slots = (torch.arange(width, device=self.device) + slot - width) % self.max_len  # the ring's last `width` slots
         positions = torch.arange(width, device=self.device).expand(len(rows), width)
+        shared = shared_prefix(prompts)
+        mask = None
+        if shared:  # run once, stored in every row; the rest of each prompt sees it and itself, causally
+            self.cache.prefill_rows, self.cache.prefill_slots = row_index, slots[:shared]
+            self.decoder(input_ids=ids[:1, :shared], position_ids=positions[:1, :shared], cache=self.cache, use_cache=True)
+            self.cache.prefill_sees = slots
+            after = torch.arange(shared, width, device=self.device)
+            mask = (torch.arange(width, device=self.device)[None, :] <= after[:, None])[None, None]  # (1, 1, rest, width)
+            self.shared_tokens += shared * (len(rows) - 1)
         first = torch.empty(len(rows), dtype=torch.long, device=self.device)
         for start in range(0, len(rows), self.prefill_chunk):
             part = slice(start, min(start + self.prefill_chunk, len(rows)))
-            self.cache.prefill_rows, self.cache.prefill_slots = row_index[part], slots
-            hidden = self.decoder(input_ids=ids[part], position_ids=positions[part], cache=self.cache, use_cache=True).last_hidden_state
-            at_last = hidden[torch.arange(hidden.shape[0], device=self.device), length[part] - 1]
+            self.cache.prefill_rows, self.cache.prefill_slots = row_index[part], slots[shared:]
+            hidden = self.decoder(input_ids=ids[part, shared:], position_ids=positions[part, shared:], attention_mask=mask,
+                                  cache=self.cache, use_cache=True).last_hidden_state  # fmt: skip
+            at_last = hidden[torch.arange(hidden.shape[0], device=self.device), length[part] - 1 - shared]
             first[part] = self.lm_head(at_last).argmax(-1)
-        self.cache.prefill_rows = self.cache.prefill_slots = None
+        self.cache.prefill_rows = self.cache.prefill_slots = self.cache.prefill_sees = None
         # Each row sees its own prompt's slots (not the padding after a shorter prompt) and, from the next
         # step on, the slots it decodes into.
         seen = torch.zeros(len(rows), self.max_len, dtype=torch.bool, device=self.device)
@@ -277,6 +298,18 @@ class GreedyStaticDecoder:
         for tensor, value in zip(state, saved):
             tensor.copy_(value)
         return graph
+
+
+SHARED_PREFIX_MIN = 16  # shorter common beginnings are prefilled with the rest (the saving would not pay a forward)
+
+
+def shared_prefix(prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt has in common, leaving each at least one of its own (its first
+    new token is read at its last); 0 for a single prompt or under SHARED_PREFIX_MIN."""
+    if len(prompts) < 2:
+        return 0
+    shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+    return shared if shared >= SHARED_PREFIX_MIN else 0
 
 
 class _Mark:
