@@ -57,7 +57,7 @@ class RowBlocks:
         self.partial_index = torch.zeros(rows, 1, 1, self.blocks, dtype=int32, device=device)
         self.whole_count = torch.zeros(rows, 1, 1, dtype=int32, device=device)
         self.whole_index = torch.zeros(rows, 1, 1, self.blocks, dtype=int32, device=device)
-        self._order = torch.arange(self.blocks, device=device)
+        self._order = torch.arange(self.blocks, device=device).expand(rows, -1)
 
         def row_sees(batch, head, query, slot):  # type: ignore[no-untyped-def]
             return valid[batch, slot]
@@ -74,9 +74,12 @@ class RowBlocks:
         whole = held.all(-1)
         partial = held.any(-1) & ~whole
         for chosen, count, index in ((partial, self.partial_count, self.partial_index), (whole, self.whole_count, self.whole_index)):
-            count.copy_(chosen.sum(-1, dtype=torch.int32).view(count.shape))
-            # The chosen blocks first (keys are distinct: no stable sort needed); the kernel reads `count` of them.
-            index.copy_(torch.argsort(self._order + (~chosen).long() * self.blocks, dim=-1).view(index.shape))
+            before = chosen.cumsum(-1)  # chosen blocks up to and including each
+            count.copy_(before[:, -1:].view(count.shape))
+            # The list: the chosen blocks first, in order (the kernel reads `count` of them), then the others.
+            # Built by scattering each block to its place (element-wise, capturable; no sort).
+            place = torch.where(chosen, before - 1, before[:, -1:] + self._order - before)
+            index.view(-1, self.blocks).scatter_(1, place, self._order.expand_as(place).to(torch.int32))
 
 
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
