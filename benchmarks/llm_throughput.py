@@ -187,7 +187,8 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: SmolLM2's, from the pinned package)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--skip-fp32-check", action="store_true")
-    parser.add_argument("--extra-batch", type=int, default=None, help="also run ours at this batch size on the real shape (on GPUs: 384)")
+    parser.add_argument("--more-rows", type=lambda text: [int(r) for r in text.split(",")], default=None,
+                        help="also run ours at these row counts on the real shape (default on GPUs: 512 and the automatic count)")
     parser.add_argument("--eager", action="store_true", help="on the GPU, also run ours without the CUDA graph")
     args = parser.parse_args()
     from transformers import AutoTokenizer
@@ -210,7 +211,7 @@ def main() -> None:
             reqs = real_requests(n)
         else:
             low, high = (440, 640) if args.gpu else (110, 190)
-            reqs = requests(n, low, high, tokenizer)
+            reqs = requests(n // 2 if args.gpu else n, low, high, tokenizer)  # (on the GPU one batch: the device's minutes are few)
         if shape == "early":
             stop, firsts = stop_token_for_early_ends(model, tokenizer, reqs[:32], new_tokens(args))
             print(f"early ends: token {stop} ({tokenizer.decode([stop])!r}) ends {len(firsts)} of 32 sampled answers, "
@@ -267,11 +268,13 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
             backends["ours, eager steps"] = (eager, reqs)
     else:
         backends.update({"ours, eager steps": (eager, reqs), "ours, row-length, eager steps": (rows_own, reqs)})
-    extra = args.extra_batch or (384 if args.gpu else None)
-    if extra and shape == "real":  # ours alone at a larger batch, over 2 full batches of the same prompts (no baseline at this size)
-        for attention in ("masked", "row_length"):
-            name = f"ours, batch {extra}" + (", row-length" if attention == "row_length" else "")
-            backends[name] = (TransformersLLM.from_model(model, tokenizer, batch_size=extra, decode_attention=attention), (reqs * 2)[: 2 * extra])
+    # More rows (real shape): ours alone, over 2 full batches of the same prompts (no baseline at these
+    # sizes), with row-length attention (masked where that failed): at 512 rows and at the automatic count.
+    attention = "masked" if "row_length" in FAILED_ATTENTION else "row_length"
+    more = sorted({r for r in (args.more_rows or ([512, auto_rows] if args.gpu else [])) if r > batch})
+    for rows in more if shape == "real" else []:
+        name = f"ours, {rows} rows" + (", row-length" if attention == "row_length" else "") + (" (auto)" if rows == auto_rows else "")
+        backends[name] = (TransformersLLM.from_model(model, tokenizer, batch_size=rows, decode_attention=attention), (reqs * (1 + 2 * rows // n))[: 2 * rows])
     # Masked variants first: if FlexAttention fails on this machine (compile, graph capture), the masked
     # numbers are already in; a failed row-length variant is not tried again in later shapes.
     order = sorted(backends, key=lambda name: backends[name][0].decode_attention == "row_length")
@@ -307,7 +310,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
                 torch.cuda.empty_cache()
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
         row.update({"seconds": seconds, "output_tokens": produced, "tok_s": produced / seconds, "peak_gib": peak})
-        if not name.startswith("ours, batch"):  # the same prompts as the baseline: outputs are compared
+        if prompts is reqs:  # the same prompts as the baseline: outputs are compared
             outputs[name] = tokens
         parts = row.get("device_seconds")
         where = (f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled, "

@@ -201,7 +201,7 @@ class AnnotateConfig(_Section):
     timeout_s: float = Field(120.0, gt=0, description="per request (openai)")
     max_retries: int = Field(4, ge=0, description="retries with exponential backoff on connection errors, 429 and 5xx (openai)")
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        "auto", description="prompts per batch (transformers, smollm2); auto: 16 on the CPU, on a GPU what the free memory holds (up to 256)"
+        "auto", description="prompts per batch (transformers, smollm2); auto: 16 on the CPU, on a GPU what the free memory holds (up to 1,024)"
     )
     decode_attention: Literal["masked", "row_length"] = Field(
         "masked",

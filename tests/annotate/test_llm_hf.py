@@ -117,8 +117,9 @@ def test_automatic_rows_fit_the_kv_cache_in_its_share_of_free_memory():
     llama3_8b = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8)
     kv = kv_bytes_per_token(llama3_8b, torch.bfloat16)
     assert kv == 2 * 32 * 8 * 128 * 2  # keys and values, 32 layers, 8 KV heads of 128, bf16
-    assert auto_rows(62 * 2**30, 832, kv) == GPU_MAX_ROWS  # an 80 GB card after the 16 GB of weights
-    for free in (24 * 2**30, 9 * 2**30, 3 * 2**30):  # smaller cards: as many rows as the share holds, in eights
+    assert auto_rows(123 * 2**30, 384, kv) == GPU_MAX_ROWS  # an H200 after the 16 GB of weights, real fine prompts
+    assert auto_rows(62 * 2**30, 384, kv) == 792  # an 80 GB card
+    for free in (62 * 2**30, 24 * 2**30, 9 * 2**30, 3 * 2**30):  # as many rows as the share holds, in eights
         rows = auto_rows(free, 832, kv)
         assert rows % 8 == 0 and rows * 832 * kv <= KV_SHARE * free < (rows + 8) * 832 * kv
     assert auto_rows(2**29, 832, kv) == 2 and auto_rows(10**6, 832, kv) == 1  # under 8 rows: what fits, never zero
