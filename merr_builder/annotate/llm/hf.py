@@ -28,7 +28,7 @@ CPU_ROWS = 16
 # just past the H200's ridge point; cuBLAS reaches its best rate with around a thousand rows), while the KV
 # cache a row reads costs the same per row at any count. Beyond ~1,024 little is left to gain and a batch
 # only takes longer to come back. Expected, not yet measured at the real prompts' shape: the benchmark runs
-# 256, 512 and the automatic count (with 640-token prompts, where prefill dominates, an H100 gave 4,879
+# 256 and the automatic count (with 640-token prompts, where prefill dominates, an H100 gave 4,879
 # tok/s at 256 rows and 5,016 at 384).
 GPU_MAX_ROWS = 1024
 KV_SHARE = 0.6  # the rest: prefill activations, the CUDA graph's pool, the allocator's slack
