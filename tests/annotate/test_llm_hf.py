@@ -193,3 +193,32 @@ def test_the_shared_prefix_is_what_every_prompt_starts_with_leaving_each_a_token
     assert shared_prefix([head, head + [5]]) == len(head) - 1  # the shorter keeps its last token
     assert shared_prefix([head + [1]]) == 0  # one prompt: nothing to share
     assert shared_prefix([head[: SHARED_PREFIX_MIN - 1] + [1], head[: SHARED_PREFIX_MIN - 1] + [2]]) == 0
+
+
+@pytest.mark.parametrize("attention", ["masked", "row_length"])
+def test_the_pinned_smollm2_answers_real_fine_prompts_as_plain_generate_does(attention):
+    """The real model the build uses on the fine step's real prompts (coarse captions of varied clues and
+    subtitles, varied labels): greedy answers through 3 rows (refilled, the shared prefix run once) are
+    plain `generate`'s, token for token."""
+    from merr_builder.assets import smollm2_dir
+
+    captions = [
+        "This person in the video is a woman seated at a table, looking to her left. The person's expression and actions "
+        "include lip corner puller and cheek raiser, and the person's tone is loud and high-pitched, speaking fast. "
+        "Saying: Mom, I passed the exam, I really passed it!",
+        "This person in the video is a man in the centre of the frame. The person's expression and actions include brow "
+        "lowerer and lip tightener, and the person's tone is loud. Saying: I told you a hundred times, don't touch my things.",
+        "This person in the video is a woman, face turned down. The person's expression and actions include inner brow "
+        "raiser, and the person does not speak.",
+        "This person in the video is one of two people, on the left. The person's expression and actions include jaw drop "
+        "and upper lid raiser, and the person's tone is high-pitched. Saying: What did you say?",
+    ]
+    labels = ["happy", "angry", "sad", "surprise"]
+    requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=c, label=l))
+                for c, l in zip(captions * 2, labels + labels[::-1])]  # fmt: skip
+    settings = GenerationSettings(max_new_tokens=40)
+    plain = TransformersLLM(smollm2_dir(), batch_size=3, static_decode=False)
+    reference = [plain.generate([r], settings)[0] for r in requests]
+    ours = TransformersLLM(smollm2_dir(), batch_size=3, decode_attention=attention)
+    assert ours.generate(requests, settings) == reference
+    assert ours._decoder.refills == len(requests) - 3 and ours._decoder.shared_tokens > 0
