@@ -7,8 +7,9 @@
 #                                            # carried (device tool: carry [".whl"], timeout_s 600). The llm
 #                                            # benchmark runs three prompt shapes (real, early, stress; each
 #                                            # shape's JSON written as it ends), ours with masked and with
-#                                            # row-length attention: about 7 minutes alone, so run `train`
-#                                            # and `llm` as two calls (the machine stays warm 30 s between)
+#                                            # row-length attention, at the automatic row count and with
+#                                            # FP8 layers: about 8 minutes alone, so run `train` and `llm`
+#                                            # as two calls (the machine stays warm 30 s between)
 #   bash benchmarks/gpu_session.sh prepare-speech   # here: CTranslate2 and faster-whisper wheels, the clips'
 #                                            # audio and Whisper's tokenizer into .whl-speech/ (about 50 MB)
 #   bash benchmarks/gpu_session.sh run speech       # there, a call of its own (carry [".whl-speech"]: it and
@@ -22,7 +23,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=(transformers==5.24.0 tokenizers==0.23.3 huggingface_hub==2.4.0 peft==0.21.2 pydantic==2.14.4 pydantic_core==2.50.5
         annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 dill==0.4.1 httpx2==2.16.2
-        httpcore2==2.16.2 h2==4.4.1 hpack==4.2.0 hyperframe==6.1.0 sniffio==1.3.1 truststore==0.10.5)
+        httpcore2==2.16.2 h2==4.4.1 hpack==4.2.0 hyperframe==6.1.0 sniffio==1.3.1 truststore==0.10.5
+        torchao==0.18.0)  # (torchao: the LLM benchmark's FP8 variant, annotate.fp8; 3.4 MB)
 
 SPEECH_WHEELS=(ctranslate2==4.8.5 faster-whisper==1.2.1)  # as in requirements.lock
 

@@ -33,6 +33,7 @@ import json
 import platform
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -123,6 +124,30 @@ def ours_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: Gener
 FAILED_ATTENTION: set[str] = set()  # decode attentions that failed here: not tried again
 
 
+@dataclass
+class Variant:
+    """One run of ours: its name, rows, prompts, decode attention (None: row-length unless it failed here,
+    else masked), whether the decode step is a CUDA graph, whether the layers are FP8."""
+
+    name: str
+    rows: int
+    prompts: list[ChatRequest]
+    attention: str | None
+    graph: bool = True
+    fp8: bool = False
+
+
+def fp8_copy(model):  # type: ignore[no-untyped-def]
+    """A copy of the model with FP8 decoder layers (the original stays bf16 for the other variants)."""
+    import copy
+
+    from merr_builder.annotate.llm.hf import to_fp8
+
+    fp8 = copy.deepcopy(model)
+    to_fp8(fp8)
+    return fp8
+
+
 def warm_up(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationSettings) -> float:
     """One batch of the longest prompts: the decoder the timed run reuses is built (cache allocated, CUDA
     graph captured, FlexAttention compiled) outside the timing. Returns how long that first call took."""
@@ -190,6 +215,7 @@ def main() -> None:
     parser.add_argument("--more-rows", type=lambda text: [int(r) for r in text.split(",")], default=None,
                         help="also run ours at these row counts on the real shape (default on GPUs: the automatic count)")
     parser.add_argument("--eager", action="store_true", help="on the GPU, also run ours without the CUDA graph")
+    parser.add_argument("--no-fp8", action="store_true", help="on the GPU, skip ours with FP8 layers (torchao)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -249,7 +275,6 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
     batch = args.batch or (256 if args.gpu else 16)
     settings = GenerationSettings(max_new_tokens=new_tokens(args))
     ours = TransformersLLM.from_model(model, tokenizer, batch_size=batch)
-    eager = TransformersLLM.from_model(model, tokenizer, batch_size=batch, cuda_graph=False)
     rows_own = TransformersLLM.from_model(model, tokenizer, batch_size=batch, decode_attention="row_length")
     plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
     prompt_tokens = [len(tokenizer(ours._prompt(r), add_special_tokens=False).input_ids) for r in reqs]
@@ -260,52 +285,53 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
     plain_generate(plain, reqs[:8], GenerationSettings(max_new_tokens=8), 8)
     # Ours: decode attention over every cache slot under the rows' masks ("masked"), and over the blocks
     # each row holds ("row-length"). On the GPU both as CUDA graphs (the eager steps on request: they
-    # only show what the graph saves); on the CPU eager.
-    backends: dict[str, tuple[TransformersLLM, list[ChatRequest]]] = {}
-    if device == "cuda":
-        backends.update({"ours (CUDA graph)": (ours, reqs), "ours, row-length (CUDA graph)": (rows_own, reqs)})
-        if args.eager:
-            backends["ours, eager steps"] = (eager, reqs)
-    else:
-        backends.update({"ours, eager steps": (eager, reqs), "ours, row-length, eager steps": (rows_own, reqs)})
-    # More rows (real shape): ours alone, over 2 full batches of the same prompts (no baseline at these
-    # sizes), with row-length attention (masked where that failed): at the automatic count.
-    attention = "masked" if "row_length" in FAILED_ATTENTION else "row_length"
-    more = sorted({r for r in (args.more_rows or ([auto_rows] if args.gpu else [])) if r > batch})
-    for rows in more if shape == "real" else []:
-        name = f"ours, {rows} rows" + (", row-length" if attention == "row_length" else "") + (" (auto)" if rows == auto_rows else "")
-        backends[name] = (TransformersLLM.from_model(model, tokenizer, batch_size=rows, decode_attention=attention), (reqs * (1 + 2 * rows // n))[: 2 * rows])
-    # Masked variants first: if FlexAttention fails on this machine (compile, graph capture), the masked
-    # numbers are already in; a failed row-length variant is not tried again in later shapes.
-    order = sorted(backends, key=lambda name: backends[name][0].decode_attention == "row_length")
-    runs = [("plain HF generate", None, reqs)] + [(name, *backends[name]) for name in order]
+    # only show what the graph saves); on the CPU eager. Masked variants first: if FlexAttention fails on
+    # this machine (compile, graph capture), the masked numbers are already in, and the variants that take
+    # the better attention (attention None: row-length unless it failed) take masked.
+    gpu = device == "cuda"
+    variants = [Variant("ours (CUDA graph)" if gpu else "ours, eager steps", batch, reqs, "masked", graph=gpu)]
+    if gpu and args.eager:
+        variants.append(Variant("ours, eager steps", batch, reqs, "masked", graph=False))
+    variants.append(Variant("ours, row-length (CUDA graph)" if gpu else "ours, row-length, eager steps", batch, reqs, "row_length", graph=gpu))
+    # More rows (real shape): ours alone, over 2 full batches of the same prompts (no baseline at these sizes).
+    for rows in sorted({r for r in (args.more_rows or ([auto_rows] if args.gpu else [])) if r > batch}) if shape == "real" else []:
+        variants.append(Variant(f"ours, {rows} rows" + (" (auto)" if rows == auto_rows else ""), rows, (reqs * (1 + 2 * rows // n))[: 2 * rows], None))
+    if gpu and shape == "real" and not args.no_fp8:  # FP8 layers (torchao): not token-identical, reported apart
+        variants.append(Variant("ours, FP8 layers (not token-identical)", batch, reqs, None, fp8=True))
     outputs = {}
-    for name, llm, prompts in runs:
-        if llm is not None and llm.decode_attention in FAILED_ATTENTION:
-            print(f"{name}: not run ({llm.decode_attention} attention failed in an earlier shape)")
-            continue
+    for variant in [None, *variants]:
+        name, prompts, llm = "plain HF generate", reqs, None
+        if variant is not None:
+            attention = variant.attention or ("masked" if "row_length" in FAILED_ATTENTION else "row_length")
+            name, prompts = variant.name + (", row-length" if variant.attention is None and attention == "row_length" else ""), variant.prompts
+            if attention in FAILED_ATTENTION:
+                print(f"{name}: not run ({attention} attention failed here before)")
+                continue
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         row = results[name] = {}
         try:
-            if llm is None:
+            if variant is None:
                 seconds, produced, tokens = plain_generate(plain, prompts, settings, batch)
             else:
+                llm = TransformersLLM.from_model(fp8_copy(model) if variant.fp8 else model, tokenizer, batch_size=variant.rows,
+                                                 cuda_graph=variant.graph, decode_attention=attention, fp8=variant.fp8)  # fmt: skip
                 row["first_call_s"] = warm_up(llm, prompts, settings)
                 seconds, produced, tokens = ours_generate(llm, prompts, settings)
         except Exception as error:  # noqa: BLE001 - a variant that fails is reported; the others still run
             print(f"{name}: FAILED: {type(error).__name__}: {error}")
             row["error"] = f"{type(error).__name__}: {error}"
-            if llm is not None and llm.decode_attention != "masked":
+            if llm is not None and llm.decode_attention != "masked" and not variant.fp8:
                 FAILED_ATTENTION.add(llm.decode_attention)
             continue
         finally:
-            if llm is not None and llm._decoder is not None:
-                row["device_seconds"] = dict(llm._decoder.seconds)
-                row["refills"] = llm._decoder.refills
-                row["shared_prefix_tokens"] = llm._decoder.shared_tokens
-            for other, _ in backends.values():
-                other._decoder = None  # free its cache before the next variant
+            if llm is not None:
+                if llm._decoder is not None:
+                    row["device_seconds"] = dict(llm._decoder.seconds)
+                    row["refills"] = llm._decoder.refills
+                    row["shared_prefix_tokens"] = llm._decoder.shared_tokens
+                llm._decoder = None  # free its cache (and an FP8 copy's weights) before the next variant
+                llm = None
             if device == "cuda":
                 torch.cuda.empty_cache()
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")

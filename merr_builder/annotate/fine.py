@@ -31,8 +31,8 @@ def make_llm(config: AnnotateConfig) -> LLMBackend | None:
     if config.fine_backend == "smollm2":
         from merr_builder.assets import smollm2_dir
 
-        return TransformersLLM(smollm2_dir(), batch_size=rows, decode_attention=config.decode_attention)
-    return TransformersLLM(config.model_dir, batch_size=rows, decode_attention=config.decode_attention)  # type: ignore[arg-type]
+        return TransformersLLM(smollm2_dir(), batch_size=rows, decode_attention=config.decode_attention, fp8=config.fp8)
+    return TransformersLLM(config.model_dir, batch_size=rows, decode_attention=config.decode_attention, fp8=config.fp8)  # type: ignore[arg-type]
 
 
 def llm_model_id(config: AnnotateConfig) -> dict[str, str] | None:
@@ -43,13 +43,10 @@ def llm_model_id(config: AnnotateConfig) -> dict[str, str] | None:
         from merr_builder.annotate.llm.openai_server import OpenAIServerLLM
 
         return OpenAIServerLLM.server_model_id(config.server_url, config.server_model)  # type: ignore[arg-type]
-    from merr_builder.assets import folder_weights_id
+    from merr_builder.annotate.llm.hf import weights_id
+    from merr_builder.assets import smollm2_dir
 
-    if config.fine_backend == "smollm2":
-        from merr_builder.assets import smollm2_dir
-
-        return folder_weights_id(smollm2_dir())
-    return folder_weights_id(config.model_dir)  # type: ignore[arg-type]
+    return weights_id(smollm2_dir() if config.fine_backend == "smollm2" else config.model_dir, config.fp8)  # type: ignore[arg-type]
 
 
 def _stable_fraction(clip_id: str, seed: int) -> float:

@@ -21,7 +21,7 @@ class FineStep(StepDefaults):
     version = "2"  # 2: answers cut at the limit keep their full sentences; the label lexicon check
     scope = "build"
     config_section = "annotate"
-    settings = ("fine_backend", "model_dir", "server_url", "server_model", "max_new_tokens", "temperature", "neutral_fraction", "seed")
+    settings = ("fine_backend", "model_dir", "server_url", "server_model", "fp8", "max_new_tokens", "temperature", "neutral_fraction", "seed")
     reads = {"coarse": ("coarse_caption", "label", "label_source")}
     writes = ("fine_caption", "fine_status")
     output_schema = output_schema(name, writes, (pa.field(ANSWER_CUT, pa.bool_()),))

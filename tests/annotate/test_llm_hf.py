@@ -222,3 +222,16 @@ def test_the_pinned_smollm2_answers_real_fine_prompts_as_plain_generate_does(att
     ours = TransformersLLM(smollm2_dir(), batch_size=3, decode_attention=attention)
     assert ours.generate(requests, settings) == reference
     assert ours._decoder.refills == len(requests) - 3 and ours._decoder.shared_tokens > 0
+
+
+def test_fp8_says_why_it_cannot_run_here_and_its_answers_are_keyed_apart(tiny_llama):
+    from merr_builder.annotate.fine import llm_model_id, make_llm
+    from merr_builder.config import AnnotateConfig, ConfigError, load_config
+
+    fp8 = AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama, fp8=True)
+    with pytest.raises(ValueError, match=r"annotate.fp8 needs a GPU of compute capability 8.9 or more .*here: the CPU"):
+        make_llm(fp8)  # (this machine has no GPU; the benchmark runs FP8 on one)
+    bf16 = llm_model_id(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama))
+    assert llm_model_id(fp8) == {**bf16, "weights": llm_model_id(fp8)["weights"]} and "fp8" in llm_model_id(fp8)["weights"]
+    with pytest.raises(ConfigError, match="fp8 applies to the in-process backends"):
+        load_config(None, ["annotate.fine_backend=openai", "annotate.server_url=http://x/v1", "annotate.server_model=m", "annotate.fp8=true"])

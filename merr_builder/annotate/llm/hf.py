@@ -4,7 +4,8 @@ Prompts are rendered with the tokenizer's own chat template and sorted by length
 little; completions come back in the caller's order. Greedy decoding (the default) runs on
 `GreedyStaticDecoder` (preallocated KV cache, flash prefill, CUDA-graph decode steps on a GPU, a finished
 row refilled with the next prompt; `decode_attention="row_length"`: each row's attention reads only its
-own cache blocks); sampling and models with sliding-window layers use plain `generate`,
+own cache blocks; `fp8=True`: the decoder's linear layers in FP8 through torchao, on GPUs that have FP8
+units); sampling and models with sliding-window layers use plain `generate`,
 left-padded.
 
 Rows per batch: a number, or automatic (`batch_size=None`): 16 on the CPU; on a GPU as many as let the KV
@@ -46,26 +47,67 @@ def auto_rows(free_bytes: int, max_len: int, kv_bytes: int, cap: int = GPU_MAX_R
     return max(1, min(cap, rows - rows % 8 if rows >= 8 else rows))
 
 
+FP8_WEIGHTS = "fp8: torchao Float8DynamicActivationFloat8Weight, per row, decoder linear layers"
+
+
+def weights_id(model_dir: Path, fp8: bool) -> dict[str, str]:
+    """The model's identity (name, weights file, sha256), marked when its layers run in FP8: its answers
+    differ from the bf16 model's, so they are cached and keyed apart."""
+    from merr_builder.assets import folder_weights_id
+
+    model = folder_weights_id(model_dir)
+    return {**model, "weights": FP8_WEIGHTS} if fp8 else model
+
+
+def fp8_ready(device: torch.device) -> None:
+    """Raise, saying why, where FP8 layers cannot run: they need torchao and a GPU of compute capability
+    8.9 or more (FP8 matrix units: Ada, Hopper and later)."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
+        raise ValueError(f"annotate.fp8 needs a GPU of compute capability 8.9 or more (L40S, H100, H200); here: {where}")
+    try:
+        import torchao  # noqa: F401
+    except ImportError as error:
+        raise ValueError("annotate.fp8 needs torchao, not installed here (pip install torchao==0.18.0)") from error
+
+
+def to_fp8(model) -> None:  # type: ignore[no-untyped-def]
+    """FP8 weights (one scale per output row) and FP8 activations (one scale per token, computed each call)
+    in the decoder's linear layers, in place; the embedding and the head stay in the model's dtype."""
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    fp8_ready(next(model.parameters()).device)
+    quantize_(model.get_decoder(), Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+
+
 class TransformersLLM:
     name = "transformers"
 
     def __init__(self, model_dir: Path, batch_size: int | None = None, device: str | None = None, dtype: torch.dtype | None = None,
-                 static_decode: bool = True, cuda_graph: bool = True, decode_attention: DecodeAttention = "masked") -> None:  # fmt: skip
+                 static_decode: bool = True, cuda_graph: bool = True, decode_attention: DecodeAttention = "masked",
+                 fp8: bool = False) -> None:  # fmt: skip
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if fp8:
+            fp8_ready(torch.device(device))  # before the weights are read
         dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype).to(device)
+        if fp8:
+            to_fp8(model)
         self._setup(AutoTokenizer.from_pretrained(self.model_dir), model, batch_size, static_decode, cuda_graph, decode_attention)
+        self.fp8 = fp8
 
     @classmethod
     def from_model(cls, model, tokenizer, batch_size: int | None = None, static_decode: bool = True, cuda_graph: bool = True,
-                   model_dir: Path | None = None, decode_attention: DecodeAttention = "masked") -> TransformersLLM:  # fmt: skip
-        """A backend over a model already in memory (the benchmark builds an 8B-shaped one on the GPU)."""
+                   model_dir: Path | None = None, decode_attention: DecodeAttention = "masked", fp8: bool = False) -> TransformersLLM:  # fmt: skip
+        """A backend over a model already in memory (the benchmark builds an 8B-shaped one on the GPU);
+        `fp8`: its layers were made FP8 (`to_fp8`)."""
         llm = cls.__new__(cls)
         llm.model_dir = Path(model_dir or getattr(model, "name_or_path", "") or "model")
         llm._setup(tokenizer, model, batch_size, static_decode, cuda_graph, decode_attention)
+        llm.fp8 = fp8
         return llm
 
     def _setup(self, tokenizer, model, batch_size: int | None, static_decode: bool, cuda_graph: bool, decode_attention: DecodeAttention) -> None:
@@ -84,9 +126,7 @@ class TransformersLLM:
         self._decoder: GreedyStaticDecoder | None = None
 
     def model_id(self) -> dict[str, str]:
-        from merr_builder.assets import folder_weights_id
-
-        return folder_weights_id(self.model_dir)
+        return weights_id(self.model_dir, self.fp8)
 
     def _prompt(self, request: ChatRequest) -> str:
         return self.tokenizer.apply_chat_template(request.messages(), tokenize=False, add_generation_prompt=True)
