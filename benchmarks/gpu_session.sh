@@ -15,6 +15,10 @@
 #   bash benchmarks/gpu_session.sh run speech       # there, a call of its own (carry [".whl-speech"]: it and
 #                                            # .whl do not fit the 64 MiB together); about 3-5 minutes
 #
+# With 15 device minutes in all (the start included), run `speech` first, then `llm` with what is left:
+# LLM_LIMIT_S=<seconds left less a minute> bash benchmarks/gpu_session.sh run llm  (its JSON is written
+# after each shape: real, early, stress, so a shortened run keeps the shapes it finished)
+#
 # The device image has torch but not every package we pin (pydantic, our transformers/peft versions), and
 # nothing can be fetched there, so they travel as cp312 wheels and install into /tmp/site. `run` writes
 # each benchmark's log and JSON under $OUT (or out/gpu here) and gives each a time limit, so one that
