@@ -7,8 +7,9 @@
 #                                            # carried (device tool: carry [".whl"], timeout_s 600). The llm
 #                                            # benchmark runs three prompt shapes (real, early, stress; each
 #                                            # shape's JSON written as it ends), ours with masked and with
-#                                            # row-length attention, at the automatic row count and with
-#                                            # FP8 layers: about 8 minutes alone, so run `train` and `llm`
+#                                            # row-length attention, row-length with fused layers, at the
+#                                            # automatic row count and with FP8 layers (the early and stress
+#                                            # shapes: masked and the best only): about 8 minutes alone, so run `train` and `llm`
 #                                            # as two calls (the machine stays warm 30 s between)
 #   bash benchmarks/gpu_session.sh prepare-speech   # here: CTranslate2 and faster-whisper wheels, the clips'
 #                                            # audio and Whisper's tokenizer into .whl-speech/ (about 50 MB)

@@ -18,8 +18,9 @@ Three prompt shapes, each run against plain `generate` (default: all, real first
 Baseline: prompts in arrival order, left-padded, `model.generate` per batch (greedy). Ours:
 `TransformersLLM.generate` (length-sorted batches, static KV cache, flash prefill, and on CUDA the
 decode step replayed as a CUDA graph; `eager` is the same without the graph), with the decode step's
-attention `masked` (every cache slot) and `row_length` (only each row's cache blocks, FlexAttention); each
-variant's first call (cache, graph capture, compile) runs before its timing. Prints output tokens/s,
+attention `masked` (every cache slot) and `row_length` (only each row's cache blocks, FlexAttention), and
+row-length with the layers' element-wise work `fused` (RMSNorm, RoPE, SwiGLU compiled); each variant's
+first call (cache, graph capture, compile) runs before its timing. Prints output tokens/s,
 the ratio, the floors (weights + KV cache read once per decode step at the measured copy bandwidth;
 prefill FLOPs at the measured matmul rate; and the compute bound: all matmul FLOPs at that rate, what an
 engine overlapping decode with prefill could approach), and whether greedy outputs equal plain `generate` on a
@@ -121,20 +122,35 @@ def ours_generate(llm: TransformersLLM, reqs: list[ChatRequest], settings: Gener
     return elapsed, sum(c.new_tokens for c in completions), tokens
 
 
-FAILED_ATTENTION: set[str] = set()  # decode attentions that failed here: not tried again
+FAILED: set[str] = set()  # what failed here ("row_length" attention, "fused" layers): not tried again
 
 
 @dataclass
 class Variant:
-    """One run of ours: its name, rows, prompts, decode attention (None: row-length unless it failed here,
-    else masked), whether the decode step is a CUDA graph, whether the layers are FP8."""
+    """One run of ours: its name ("{}": where the choices made for it are named), rows, prompts, decode
+    attention and fused layers (None: the better one, row-length and fused, unless it failed here),
+    whether the decode step is a CUDA graph, whether the layers are FP8."""
 
     name: str
     rows: int
     prompts: list[ChatRequest]
-    attention: str | None
+    attention: str | None = None
+    fused: bool | None = None
     graph: bool = True
     fp8: bool = False
+
+    def resolved(self) -> tuple[str, str, bool]:
+        """(name, attention, fused) with the better choices made; the name says what they became."""
+        attention = self.attention or ("masked" if "row_length" in FAILED else "row_length")
+        fused = self.fused if self.fused is not None else "fused" not in FAILED
+        chosen = (", row-length" if self.attention is None and attention == "row_length" else "") + (
+            ", fused" if self.fused is None and fused else "")
+        return self.name.format(chosen), attention, fused
+
+    def blame(self, attention: str, fused: bool) -> None:
+        """After a failure: the newest feature it ran (fused layers run after row-length alone succeeded)."""
+        if not self.fp8 and (fused or attention != "masked"):
+            FAILED.add("fused" if fused else attention)
 
 
 def fp8_copy(model):  # type: ignore[no-untyped-def]
@@ -276,6 +292,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
     settings = GenerationSettings(max_new_tokens=new_tokens(args))
     ours = TransformersLLM.from_model(model, tokenizer, batch_size=batch)
     rows_own = TransformersLLM.from_model(model, tokenizer, batch_size=batch, decode_attention="row_length")
+    fused = TransformersLLM.from_model(model, tokenizer, batch_size=batch, decode_attention="row_length", fuse_elementwise=True)
     plain = TransformersLLM.from_model(model, tokenizer, batch_size=batch, static_decode=False)
     prompt_tokens = [len(tokenizer(ours._prompt(r), add_special_tokens=False).input_ids) for r in reqs]
     results: dict[str, dict] = {}
@@ -283,29 +300,37 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
     auto_rows = TransformersLLM.from_model(model, tokenizer).rows_for(max(prompt_tokens) + settings.max_new_tokens)
 
     plain_generate(plain, reqs[:8], GenerationSettings(max_new_tokens=8), 8)
-    # Ours: decode attention over every cache slot under the rows' masks ("masked"), and over the blocks
-    # each row holds ("row-length"). On the GPU both as CUDA graphs (the eager steps on request: they
-    # only show what the graph saves); on the CPU eager. Masked variants first: if FlexAttention fails on
-    # this machine (compile, graph capture), the masked numbers are already in, and the variants that take
-    # the better attention (attention None: row-length unless it failed) take masked.
+    # Ours: decode attention over every cache slot under the rows' masks ("masked"), over the blocks each
+    # row holds ("row-length"), and that with the layers' element-wise work fused ("fused"). On the GPU as
+    # CUDA graphs (the eager steps on request: they only show what the graph saves); on the CPU eager.
+    # Each feature first runs alone: if FlexAttention or the compiled layers fail on this machine, the
+    # numbers without them are already in, and the variants that take the better choice take the other.
+    # The early and stress shapes run masked and the best only (the device's minutes are few).
     gpu = device == "cuda"
-    variants = [Variant("ours (CUDA graph)" if gpu else "ours, eager steps", batch, reqs, "masked", graph=gpu)]
+    steps = " (CUDA graph)" if gpu else ", eager steps"
+    variants = [Variant("ours" + steps, batch, reqs, "masked", False, graph=gpu)]
     if gpu and args.eager:
-        variants.append(Variant("ours, eager steps", batch, reqs, "masked", graph=False))
-    variants.append(Variant("ours, row-length (CUDA graph)" if gpu else "ours, row-length, eager steps", batch, reqs, "row_length", graph=gpu))
+        variants.append(Variant("ours, eager steps", batch, reqs, "masked", False, graph=False))
+    if shape == "real" or not gpu:
+        variants.append(Variant("ours, row-length" + steps, batch, reqs, "row_length", False, graph=gpu))
+    variants.append(Variant("ours{}" + steps, batch, reqs, graph=gpu))
     # More rows (real shape): ours alone, over 2 full batches of the same prompts (no baseline at these sizes).
     for rows in sorted({r for r in (args.more_rows or ([auto_rows] if args.gpu else [])) if r > batch}) if shape == "real" else []:
-        variants.append(Variant(f"ours, {rows} rows" + (" (auto)" if rows == auto_rows else ""), rows, (reqs * (1 + 2 * rows // n))[: 2 * rows], None))
+        variants.append(Variant(f"ours{{}}, {rows} rows" + (" (auto)" if rows == auto_rows else ""), rows, (reqs * (1 + 2 * rows // n))[: 2 * rows]))
     if gpu and shape == "real" and not args.no_fp8:  # FP8 layers (torchao): not token-identical, reported apart
-        variants.append(Variant("ours, FP8 layers (not token-identical)", batch, reqs, None, fp8=True))
+        # (row-length if it ran here; not fused: torchao's FP8 weights are tensor subclasses, a compile of its own)
+        variants.append(Variant("ours{}, FP8 layers (not token-identical)", batch, reqs, fused=False, fp8=True))
     outputs = {}
     for variant in [None, *variants]:
         name, prompts, llm = "plain HF generate", reqs, None
         if variant is not None:
-            attention = variant.attention or ("masked" if "row_length" in FAILED_ATTENTION else "row_length")
-            name, prompts = variant.name + (", row-length" if variant.attention is None and attention == "row_length" else ""), variant.prompts
-            if attention in FAILED_ATTENTION:
-                print(f"{name}: not run ({attention} attention failed here before)")
+            name, attention, fuse = variant.resolved()
+            prompts = variant.prompts
+            if name in results:  # the best, where what failed here left it the same as one that ran
+                print(f"{name}: not run again ({', '.join(sorted(FAILED))} failed here)")
+                continue
+            if {attention, "fused" if fuse else ""} & FAILED:
+                print(f"{name}: not run ({'fused layers' if fuse else attention + ' attention'} failed here before)")
                 continue
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -315,14 +340,15 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
                 seconds, produced, tokens = plain_generate(plain, prompts, settings, batch)
             else:
                 llm = TransformersLLM.from_model(fp8_copy(model) if variant.fp8 else model, tokenizer, batch_size=variant.rows,
-                                                 cuda_graph=variant.graph, decode_attention=attention, fp8=variant.fp8)  # fmt: skip
+                                                 cuda_graph=variant.graph, decode_attention=attention, fuse_elementwise=fuse,
+                                                 fp8=variant.fp8)  # fmt: skip
                 row["first_call_s"] = warm_up(llm, prompts, settings)
                 seconds, produced, tokens = ours_generate(llm, prompts, settings)
         except Exception as error:  # noqa: BLE001 - a variant that fails is reported; the others still run
             print(f"{name}: FAILED: {type(error).__name__}: {error}")
             row["error"] = f"{type(error).__name__}: {error}"
-            if llm is not None and llm.decode_attention != "masked" and not variant.fp8:
-                FAILED_ATTENTION.add(llm.decode_attention)
+            if variant is not None:
+                variant.blame(attention, fuse)
             continue
         finally:
             if llm is not None:
@@ -362,14 +388,14 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
         _, _, ref = plain_generate(plain, few, short, len(few))
         ref_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in ref]
         exact = {}
-        for attention, llm in (("masked", ours), ("row_length", rows_own)):
-            if attention in FAILED_ATTENTION:
+        for check, llm in (("masked", ours), ("row_length", rows_own), ("row_length, fused", fused)):
+            if set(check.split(", ")) & FAILED:
                 continue
             try:
-                exact[attention] = sum(a.text == b for a, b in zip(llm.generate(few, short), ref_texts))
+                exact[check] = sum(a.text == b for a, b in zip(llm.generate(few, short), ref_texts))
             except Exception as error:  # noqa: BLE001 - reported; the shape's other numbers stand
-                print(f"float32 check, {attention} attention: FAILED: {type(error).__name__}: {error}")
-                FAILED_ATTENTION.add(attention)
+                print(f"float32 check, {check}: FAILED: {type(error).__name__}: {error}")
+                FAILED.add(check.split(", ")[-1])
             llm._decoder = None
 
     prompt_ids = [tokenizer(ours._prompt(r), add_special_tokens=False).input_ids for r in reqs]
@@ -392,8 +418,8 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
             print(f"{name:20s}: {row['tok_s']:9.1f} tok/s, ratio to plain {row['tok_s'] / base:.2f}{share}")
     for name, matched in checks.items():
         print(f"greedy outputs identical to plain generate ({dtype}), {name}: {matched}/{len(sample)} sampled prompts")
-    for attention, matched in (exact or {}).items():
-        print(f"greedy outputs identical to plain generate in float32 (32 new tokens), {attention} attention: {matched}/{len(sample)}")
+    for check, matched in (exact or {}).items():
+        print(f"greedy outputs identical to plain generate in float32 (32 new tokens), {check}: {matched}/{len(sample)}")
     return {"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks, "identical_fp32": exact,
             "sample": len(sample), "prompts": n, "prompt_tokens": [min(prompt_tokens), sum(prompt_tokens) / n, max(prompt_tokens)],
             "batch": batch, "auto_rows": auto_rows, "shared_prefix": shared}  # fmt: skip

@@ -209,6 +209,12 @@ class AnnotateConfig(_Section):
         "cache under each row's mask; row_length: only the cache blocks each row holds (FlexAttention, compiled on "
         "first use); the same tokens either way (tests/annotate/test_llm_hf.py)",
     )
+    fuse_elementwise: bool = Field(
+        False,
+        description="greedy decoding (transformers, smollm2): the decoder layers' RMSNorms, RoPE and SwiGLU activation run "
+        "as fused kernels compiled by torch.compile on first use (tens of seconds; on the CPU it needs a C++ compiler); "
+        "the same tokens in float32 (tests/annotate/test_llm_hf.py), in bf16 but for rare near-ties",
+    )
     fp8: bool = Field(
         False,
         description="transformers, smollm2 on a GPU of compute capability 8.9 or more (L40S, H100, H200): FP8 weights and "

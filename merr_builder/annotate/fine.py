@@ -26,13 +26,12 @@ def make_llm(config: AnnotateConfig) -> LLMBackend | None:
 
         return server_from_config(config, config.server_url, config.server_model)  # type: ignore[arg-type]
     from merr_builder.annotate.llm.hf import TransformersLLM
+    from merr_builder.assets import smollm2_dir
 
     rows = None if config.batch_size == "auto" else config.batch_size
-    if config.fine_backend == "smollm2":
-        from merr_builder.assets import smollm2_dir
-
-        return TransformersLLM(smollm2_dir(), batch_size=rows, decode_attention=config.decode_attention, fp8=config.fp8)
-    return TransformersLLM(config.model_dir, batch_size=rows, decode_attention=config.decode_attention, fp8=config.fp8)  # type: ignore[arg-type]
+    model_dir = smollm2_dir() if config.fine_backend == "smollm2" else config.model_dir
+    return TransformersLLM(model_dir, batch_size=rows, decode_attention=config.decode_attention,
+                           fuse_elementwise=config.fuse_elementwise, fp8=config.fp8)  # fmt: skip
 
 
 def llm_model_id(config: AnnotateConfig) -> dict[str, str] | None:

@@ -136,12 +136,13 @@ def test_batch_size_auto_is_16_rows_on_the_cpu_and_a_number_is_kept(tiny_llama):
     assert fixed.rows_for(700) == 3
 
 
-@pytest.mark.parametrize("attention", ["masked", "row_length"])
-def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_gives_it(varied_llama, attention):
+@pytest.mark.parametrize("attention, fused", [("masked", False), ("row_length", False), ("masked", True), ("row_length", True)])
+def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_gives_it(varied_llama, attention, fused):
     """Ten prompts through 3 rows: rows stop early at varied lengths (a token the model often says is
     made an end-of-sequence token), each finished row takes the next prompt, and every answer equals
     plain `generate` on its prompt alone; answers are handed on as their rows finish. With row-length
-    attention each row's attention reads only the cache blocks it holds, and the answers are the same."""
+    attention each row's attention reads only the cache blocks it holds, and with fused layers the norms,
+    RoPE and SwiGLU run compiled; the answers are the same."""
     clue = "The person's eyes widened and mouth open, speaking fast. "
     requests = [ChatRequest(FINE_SYSTEM, FINE_QUESTION.format(coarse_caption=clue * n, label=label))
                 for n, label in zip((3, 1, 6, 2, 4, 5, 1, 2, 3, 7), ("angry", "happy", "sad", "fear", "doubt") * 2)]  # fmt: skip
@@ -158,7 +159,7 @@ def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_give
         return [ids.index(token) for ids in said if token in ids]
 
     stop_token = max({t for ids in said for t in ids}, key=lambda t: (min(first_steps(t)) > 0, len(set(first_steps(t)))))
-    fast = TransformersLLM(varied_llama, batch_size=3, decode_attention=attention)
+    fast = TransformersLLM(varied_llama, batch_size=3, decode_attention=attention, fuse_elementwise=fused)
     for llm in (plain, fast):
         llm.model.generation_config.eos_token_id = [llm.tokenizer.eos_token_id, stop_token]
     reference = [plain.generate([r], settings)[0] for r in requests]
@@ -185,6 +186,29 @@ def test_the_build_setting_chooses_row_length_attention_and_the_answers_stay(tin
     assert row_length._decoder.row_blocks is not None and masked._decoder.row_blocks is None
 
 
+def test_the_build_setting_fuses_the_layers_elementwise_work_during_decoding_only(tiny_llama):
+    from merr_builder.annotate.fine import make_llm
+    from merr_builder.annotate.llm.fused_layers import ROPE_FUNCTION, _fusable_modules
+    from merr_builder.config import AnnotateConfig
+
+    settings = GenerationSettings(max_new_tokens=20)
+    eager = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama))
+    fused = make_llm(AnnotateConfig(fine_backend="transformers", model_dir=tiny_llama, fuse_elementwise=True))
+    modules = _fusable_modules(fused.model.get_decoder())
+    assert len(modules) == 2 * 2 + 1 + 2  # two norms and an MLP per layer (2 layers), the final norm
+    rope_home = __import__(type(fused.model.get_decoder().layers[0].self_attn).__module__, fromlist=["_"])
+    eager_rope = getattr(rope_home, ROPE_FUNCTION)
+    seen_inside = []
+    hook = modules[0].register_forward_hook(lambda module, args, output: seen_inside.append(
+        ("forward" in module.__dict__, getattr(rope_home, ROPE_FUNCTION) is not eager_rope)))  # fmt: skip
+    assert fused.generate(_varied_requests(), settings) == eager.generate(_varied_requests(), settings)
+    hook.remove()
+    # Fused while the decoder ran (the module's compiled forward, the compiled RoPE; the hook is on the
+    # fused model's module only) and only then.
+    assert seen_inside and all(inside == (True, True) for inside in seen_inside)
+    assert not any("forward" in m.__dict__ for m in modules) and getattr(rope_home, ROPE_FUNCTION) is eager_rope
+
+
 def test_the_shared_prefix_is_what_every_prompt_starts_with_leaving_each_a_token_of_its_own():
     from merr_builder.annotate.llm.static_decode import SHARED_PREFIX_MIN, shared_prefix
 
@@ -195,11 +219,11 @@ def test_the_shared_prefix_is_what_every_prompt_starts_with_leaving_each_a_token
     assert shared_prefix([head[: SHARED_PREFIX_MIN - 1] + [1], head[: SHARED_PREFIX_MIN - 1] + [2]]) == 0
 
 
-@pytest.mark.parametrize("attention", ["masked", "row_length"])
-def test_the_pinned_smollm2_answers_real_fine_prompts_as_plain_generate_does(attention):
+@pytest.mark.parametrize("attention, fused", [("masked", False), ("row_length", False), ("row_length", True)])
+def test_the_pinned_smollm2_answers_real_fine_prompts_as_plain_generate_does(attention, fused):
     """The real model the build uses on the fine step's real prompts (coarse captions of varied clues and
-    subtitles, varied labels): greedy answers through 3 rows (refilled, the shared prefix run once) are
-    plain `generate`'s, token for token."""
+    subtitles, varied labels): greedy answers through 3 rows (refilled, the shared prefix run once; the
+    layers' element-wise work fused, or not) are plain `generate`'s, token for token."""
     from merr_builder.assets import smollm2_dir
 
     captions = [
@@ -219,7 +243,7 @@ def test_the_pinned_smollm2_answers_real_fine_prompts_as_plain_generate_does(att
     settings = GenerationSettings(max_new_tokens=40)
     plain = TransformersLLM(smollm2_dir(), batch_size=3, static_decode=False)
     reference = [plain.generate([r], settings)[0] for r in requests]
-    ours = TransformersLLM(smollm2_dir(), batch_size=3, decode_attention=attention)
+    ours = TransformersLLM(smollm2_dir(), batch_size=3, decode_attention=attention, fuse_elementwise=fused)
     assert ours.generate(requests, settings) == reference
     assert ours._decoder.refills == len(requests) - 3 and ours._decoder.shared_tokens > 0
 

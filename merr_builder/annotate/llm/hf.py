@@ -4,7 +4,8 @@ Prompts are rendered with the tokenizer's own chat template and sorted by length
 little; completions come back in the caller's order. Greedy decoding (the default) runs on
 `GreedyStaticDecoder` (preallocated KV cache, flash prefill, CUDA-graph decode steps on a GPU, a finished
 row refilled with the next prompt; `decode_attention="row_length"`: each row's attention reads only its
-own cache blocks; `fp8=True`: the decoder's linear layers in FP8 through torchao, on GPUs that have FP8
+own cache blocks; `fuse_elementwise=True`: the layers' norms, RoPE and SwiGLU as compiled, fused kernels;
+`fp8=True`: the decoder's linear layers in FP8 through torchao, on GPUs that have FP8
 units); sampling and models with sliding-window layers use plain `generate`,
 left-padded.
 
@@ -85,7 +86,7 @@ class TransformersLLM:
 
     def __init__(self, model_dir: Path, batch_size: int | None = None, device: str | None = None, dtype: torch.dtype | None = None,
                  static_decode: bool = True, cuda_graph: bool = True, decode_attention: DecodeAttention = "masked",
-                 fp8: bool = False) -> None:  # fmt: skip
+                 fuse_elementwise: bool = False, fp8: bool = False) -> None:  # fmt: skip
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -96,21 +97,24 @@ class TransformersLLM:
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype).to(device)
         if fp8:
             to_fp8(model)
-        self._setup(AutoTokenizer.from_pretrained(self.model_dir), model, batch_size, static_decode, cuda_graph, decode_attention)
+        self._setup(AutoTokenizer.from_pretrained(self.model_dir), model, batch_size, static_decode, cuda_graph, decode_attention,
+                    fuse_elementwise)  # fmt: skip
         self.fp8 = fp8
 
     @classmethod
     def from_model(cls, model, tokenizer, batch_size: int | None = None, static_decode: bool = True, cuda_graph: bool = True,
-                   model_dir: Path | None = None, decode_attention: DecodeAttention = "masked", fp8: bool = False) -> TransformersLLM:  # fmt: skip
+                   model_dir: Path | None = None, decode_attention: DecodeAttention = "masked", fuse_elementwise: bool = False,
+                   fp8: bool = False) -> TransformersLLM:  # fmt: skip
         """A backend over a model already in memory (the benchmark builds an 8B-shaped one on the GPU);
         `fp8`: its layers were made FP8 (`to_fp8`)."""
         llm = cls.__new__(cls)
         llm.model_dir = Path(model_dir or getattr(model, "name_or_path", "") or "model")
-        llm._setup(tokenizer, model, batch_size, static_decode, cuda_graph, decode_attention)
+        llm._setup(tokenizer, model, batch_size, static_decode, cuda_graph, decode_attention, fuse_elementwise)
         llm.fp8 = fp8
         return llm
 
-    def _setup(self, tokenizer, model, batch_size: int | None, static_decode: bool, cuda_graph: bool, decode_attention: DecodeAttention) -> None:
+    def _setup(self, tokenizer, model, batch_size: int | None, static_decode: bool, cuda_graph: bool, decode_attention: DecodeAttention,
+               fuse_elementwise: bool) -> None:  # fmt: skip
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"  # plain generate continues from the right end of every row
         if self.tokenizer.pad_token is None:
@@ -123,6 +127,7 @@ class TransformersLLM:
         self.static_decode = static_decode and layer_types == {"full_attention"}
         self.cuda_graph = cuda_graph
         self.decode_attention = decode_attention
+        self.fuse_elementwise = fuse_elementwise
         self._decoder: GreedyStaticDecoder | None = None
 
     def model_id(self) -> dict[str, str]:
@@ -171,7 +176,8 @@ class TransformersLLM:
         if decoder is None or decoder.batch != batch or decoder.max_len < max_len:
             self._decoder = None  # free the old cache before allocating the new one
             decoder = self._decoder = GreedyStaticDecoder(self.model, batch, max_len, self.eos_ids(), self.tokenizer.pad_token_id,
-                                                          cuda_graph=self.cuda_graph, attention=self.decode_attention)  # fmt: skip
+                                                          cuda_graph=self.cuda_graph, attention=self.decode_attention,
+                                                          fused=self.fuse_elementwise)  # fmt: skip
         results: list[Completion | None] = [None] * len(ids)
 
         def finished(position: int, tokens: list[int], stopped: bool) -> None:

@@ -18,6 +18,8 @@ batch's finished rows in it until its longest answer ends. Here:
   (prompt + answer) fits in the ring, so the slot never reaches what the row still reads;
 - with `attention="row_length"` a decode step's attention reads only the cache blocks each row holds
   (FlexAttention, `row_attention.py`) instead of every slot under a mask;
+- with `fused=True` the layers' element-wise work (RMSNorm, RoPE, SwiGLU) runs as compiled, fused kernels
+  (`fused_layers.py`), in prefill and in every decode step;
 - on CUDA the whole decode step (forward, argmax, bookkeeping) is captured once as a CUDA graph and
   replayed, so the step costs its kernels' time, not Python's. No host sync happens inside a step; every
   `check_every` steps the loop reads which rows finished, hands their answers on and refills them.
@@ -31,12 +33,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from merr_builder.annotate.llm.fused_layers import fused_elementwise
 from merr_builder.annotate.llm.row_attention import RowBlocks, row_length_attention
 
 DecodeAttention = Literal["masked", "row_length"]  # every cache slot under the row's mask | the row's blocks only
@@ -119,7 +122,7 @@ class GreedyStaticDecoder:
     check_every = 16  # decode steps between host reads of which rows finished
 
     def __init__(self, model, batch: int, max_len: int, eos_ids: set[int], pad_id: int,
-                 cuda_graph: bool = True, prefill_rows: int = 64, attention: DecodeAttention = "masked") -> None:  # fmt: skip
+                 cuda_graph: bool = True, prefill_rows: int = 64, attention: DecodeAttention = "masked", fused: bool = False) -> None:  # fmt: skip
         self.model, self.batch, self.max_len = model, batch, max_len
         self.decoder, self.lm_head = model.get_decoder(), model.get_output_embeddings()
         self.device = next(model.parameters()).device
@@ -137,6 +140,7 @@ class GreedyStaticDecoder:
         self.done = torch.ones(batch, dtype=torch.bool, device=dev)
         self.attention = attention
         self.row_blocks = RowBlocks(self.valid) if attention == "row_length" else None
+        self.fused = fused
         self.max_new = 0
         self.out: torch.Tensor | None = None  # (batch, max_new + 1): a finished row writes into the last column
         self.use_graph = cuda_graph and self.device.type == "cuda"
@@ -150,7 +154,11 @@ class GreedyStaticDecoder:
         """Every prompt's greedy answer, in the prompts' order; `on_row` hears each as its row finishes."""
         if not prompts:
             return DecodedBatch([], [])
-        with row_length_attention(self.model) if self.row_blocks is not None else nullcontext():
+        with ExitStack() as during:
+            if self.row_blocks is not None:
+                during.enter_context(row_length_attention(self.model))
+            if self.fused:
+                during.enter_context(fused_elementwise(self.model))
             return self._decode(prompts, max_new_tokens, on_row)
 
     def _decode(self, prompts: list[list[int]], max_new_tokens: int, on_row: OnRow | None) -> DecodedBatch:
