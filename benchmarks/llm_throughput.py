@@ -259,11 +259,13 @@ def main() -> None:
             print(f"early ends: token {stop} ({tokenizer.decode([stop])!r}) ends {len(firsts)} of 32 sampled answers, "
                   f"after {min(firsts)}-{max(firsts)} tokens (median {sorted(firsts)[len(firsts) // 2]})")  # fmt: skip
             model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
-        report[shape] = run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flops)
+        def save(so_far: dict, shape: str = shape) -> None:  # after every variant and shape: a device call cut short keeps them
+            report[shape] = so_far
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=1))
+
+        save(run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flops, save))
         model.generation_config.eos_token_id = eos
-        model.to(dtype)  # (the float32 check leaves it in float32)
-        if args.json:  # after every shape: a device call that runs out of time keeps the shapes it finished
-            args.json.write_text(json.dumps(report, indent=1))
 
 
 def new_tokens(args) -> int:  # type: ignore[no-untyped-def]
@@ -285,8 +287,9 @@ def stop_token_for_early_ends(model, tokenizer, reqs: list[ChatRequest], max_new
     return token, firsts(token)
 
 
-def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flops) -> dict:  # type: ignore[no-untyped-def]
-    """Ours against plain generate on these prompts; printed, and returned for the JSON."""
+def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flops, save) -> dict:  # type: ignore[no-untyped-def]
+    """Ours against plain generate on these prompts; printed, and returned for the JSON (`save` hears the
+    numbers so far after every variant: a device call cut short by its time limit keeps them)."""
     n = len(reqs)
     batch = args.batch or (256 if args.gpu else 16)
     settings = GenerationSettings(max_new_tokens=new_tokens(args))
@@ -314,24 +317,28 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
     if shape == "real" or not gpu:
         variants.append(Variant("ours, row-length" + steps, batch, reqs, "row_length", False, graph=gpu))
     variants.append(Variant("ours{}" + steps, batch, reqs, graph=gpu))
-    # More rows (real shape): ours alone, over 2 full batches of the same prompts (no baseline at these sizes).
+    # After the float32 check (so that a run cut short by the device's time limit has it):
+    # more rows (real shape): ours alone, over 2 full batches of the same prompts (no baseline at these sizes);
+    extra = []
     for rows in sorted({r for r in (args.more_rows or ([auto_rows] if args.gpu else [])) if r > batch}) if shape == "real" else []:
-        variants.append(Variant(f"ours{{}}, {rows} rows" + (" (auto)" if rows == auto_rows else ""), rows, (reqs * (1 + 2 * rows // n))[: 2 * rows]))
+        extra.append(Variant(f"ours{{}}, {rows} rows" + (" (auto)" if rows == auto_rows else ""), rows, (reqs * (1 + 2 * rows // n))[: 2 * rows]))
     if gpu and shape == "real" and not args.no_fp8:  # FP8 layers (torchao): not token-identical, reported apart
         # (row-length if it ran here; not fused: torchao's FP8 weights are tensor subclasses, a compile of its own)
-        variants.append(Variant("ours{}, FP8 layers (not token-identical)", batch, reqs, fused=False, fp8=True))
-    outputs = {}
-    for variant in [None, *variants]:
+        extra.append(Variant("ours{}, FP8 layers (not token-identical)", batch, reqs, fused=False, fp8=True))
+    outputs: dict[str, list[list[int]]] = {}
+    report = {"results": results, "batch": batch, "auto_rows": auto_rows, "prompts": n}
+
+    def run(variant: Variant | None) -> None:
         name, prompts, llm = "plain HF generate", reqs, None
         if variant is not None:
             name, attention, fuse = variant.resolved()
             prompts = variant.prompts
             if name in results:  # the best, where what failed here left it the same as one that ran
                 print(f"{name}: not run again ({', '.join(sorted(FAILED))} failed here)")
-                continue
+                return
             if {attention, "fused" if fuse else ""} & FAILED:
                 print(f"{name}: not run ({'fused layers' if fuse else attention + ' attention'} failed here before)")
-                continue
+                return
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         row = results[name] = {}
@@ -349,7 +356,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
             row["error"] = f"{type(error).__name__}: {error}"
             if variant is not None:
                 variant.blame(attention, fuse)
-            continue
+            return
         finally:
             if llm is not None:
                 if llm._decoder is not None:
@@ -360,6 +367,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
                 llm = None
             if device == "cuda":
                 torch.cuda.empty_cache()
+            save(report)
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
         row.update({"seconds": seconds, "output_tokens": produced, "tok_s": produced / seconds, "peak_gib": peak})
         if prompts is reqs:  # the same prompts as the baseline: outputs are compared
@@ -369,16 +377,12 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
                  f"{row['shared_prefix_tokens']} prompt tokens not prefilled (shared prefix); "
                  f"first call {row['first_call_s']:.1f} s") if parts else ""  # fmt: skip
         print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB{where})", flush=True)
+        save(report)
 
-    base = results["plain HF generate"]["tok_s"]
+    for variant in [None, *variants]:
+        run(variant)
     sample = list(range(0, n, max(1, n // 8)))[:8]
-    plain_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in outputs["plain HF generate"]]
-    checks = {}
-    for name, tokens in outputs.items():
-        if name != "plain HF generate":
-            ours_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
-            checks[name] = sum(ours_texts[i] == plain_texts[i] for i in sample)
-    exact = None
+    exact = report["identical_fp32"] = None
     # float32: the check of the algorithm, free of bf16 rounding ties (on the GPU not for the stress shape:
     # the real and early shapes check the same code, and the device's minutes are few)
     if not args.skip_fp32_check and not (args.gpu and shape == "stress"):
@@ -387,20 +391,33 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
         short = GenerationSettings(max_new_tokens=32)
         _, _, ref = plain_generate(plain, few, short, len(few))
         ref_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in ref]
-        exact = {}
+        exact = report["identical_fp32"] = {}
         for check, llm in (("masked", ours), ("row_length", rows_own), ("row_length, fused", fused)):
             if set(check.split(", ")) & FAILED:
                 continue
             try:
                 exact[check] = sum(a.text == b for a, b in zip(llm.generate(few, short), ref_texts))
+                print(f"greedy outputs identical to plain generate in float32 (32 new tokens), {check}: {exact[check]}/{len(sample)}", flush=True)
             except Exception as error:  # noqa: BLE001 - reported; the shape's other numbers stand
                 print(f"float32 check, {check}: FAILED: {type(error).__name__}: {error}")
                 FAILED.add(check.split(", ")[-1])
             llm._decoder = None
+            save(report)
+        model.to(dtype)
+    for variant in extra:
+        run(variant)
+
+    base = results["plain HF generate"]["tok_s"]
+    plain_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in outputs["plain HF generate"]]
+    checks = {}
+    for name, tokens in outputs.items():
+        if name != "plain HF generate":
+            ours_texts = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+            checks[name] = sum(ours_texts[i] == plain_texts[i] for i in sample)
 
     prompt_ids = [tokenizer(ours._prompt(r), add_special_tokens=False).input_ids for r in reqs]
     shared = shared_prefix(prompt_ids)
-    ceiling = floors(model.to(dtype), prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops, shared) if device == "cuda" else {}
+    ceiling = floors(model, prompt_tokens, settings.max_new_tokens, batch, bandwidth, flops, shared) if device == "cuda" else {}
     gpu_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     print()
     print(f"machine: {gpu_name}, torch {torch.__version__}, transformers {transformers.__version__}")
