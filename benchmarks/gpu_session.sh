@@ -35,8 +35,13 @@ SPEECH_WHEELS=(ctranslate2==4.8.5 faster-whisper==1.2.1)  # as in requirements.l
 
 # CTranslate2's PyPI wheel is built for CUDA 12 and opens libcublas.so.12 (and cuDNN 9) when it runs; the
 # device image is CUDA 13, whose cuBLAS is libcublas.so.13, and CUDA 12's cuBLAS (about 600 MB) cannot
-# travel. Where no libcublas.so.12 is found, CUDA 13's is offered under that name (CTranslate2 finds its
-# functions by name) and the log says so; if that fails, the benchmark's error says what did.
+# travel. Where no libcublas.so.12 is found, CUDA 13's is offered under that name and the log says so; if
+# that fails, the benchmark's error says what did. Why it may work (read from the 4.8.5 wheel with readelf
+# and strings): libctranslate2 does not link cuBLAS, it dlopens libcublas.so.12 and looks up nine functions
+# by name (cublasCreate_v2, cublasDestroy_v2, cublasSetStream_v2, cublasGetMathMode, cublasGetProperty,
+# cublasGemmEx, cublasGemmStridedBatchedEx, cublasSgemm_v2, cublasSgemmStridedBatched), all still in cuBLAS
+# 13 with the same signatures; its CUDA runtime is linked in (CUDA 12's, which a CUDA 13 driver runs); it
+# names no cuDNN. Known trouble with cuBLAS 13 is in int8 GEMMs (OpenNMT/CTranslate2#1933); ours is float16.
 speech_libraries() {
     local site lib found shim=/tmp/cublas12
     site=$(python3 -c "import os, nvidia; print(os.path.dirname(list(nvidia.__path__)[0]))" 2>/dev/null)
