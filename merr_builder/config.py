@@ -238,13 +238,17 @@ class AnnotateConfig(_Section):
     objective_server_model: str | None = Field(None, description="the vision model's name on that server (openai)")
     objective_max_new_tokens: int = Field(48, ge=8, le=512, description="length limit of one description")
 
+    def in_process(self) -> bool:
+        """Whether the fine step's LLM runs in this process (its own model, on this worker's GPU if any)."""
+        return self.fine_backend in ("smollm2", "transformers")
+
     @model_validator(mode="after")
     def _model_given(self) -> "AnnotateConfig":
         if self.fine_backend == "transformers" and self.model_dir is None:
             raise ValueError("fine_backend transformers needs model_dir (a local model folder)")
         if self.fine_backend == "openai" and not (self.server_url and self.server_model):
             raise ValueError("fine_backend openai needs server_url and server_model")
-        if self.fp8 and self.fine_backend not in ("smollm2", "transformers"):
+        if self.fp8 and not self.in_process():
             raise ValueError("fp8 applies to the in-process backends (smollm2, transformers); a server quantizes its own model")
         if self.objective_backend == "openai" and not (self.objective_server_url and self.objective_server_model):
             raise ValueError("objective_backend openai needs objective_server_url and objective_server_model")

@@ -31,11 +31,21 @@ def _negated(words: list[str], position: int) -> bool:
     return any(w in _NEGATORS or w.endswith("n't") for w in before)
 
 
-def stated_labels(text: str) -> set[str]:
-    """Labels the text states of the person, in any word of their lexicon (labels.LABEL_WORDS), leaving out
-    words in quotes (what the person says) and negated words ("no sign of anger")."""
+def _mentions(text: str) -> list[tuple[str, bool]]:
+    """(label, negated) for every word of a label's lexicon (labels.LABEL_WORDS) in the text, leaving out
+    words in quotes (what the person says)."""
     words = _WORD.findall(_QUOTED.sub(" ", text.lower()))
-    return {label for i, w in enumerate(words) for label, lexicon in LABEL_WORDS.items() if w in lexicon and not _negated(words, i)}
+    return [(label, _negated(words, i)) for i, w in enumerate(words) for label, lexicon in LABEL_WORDS.items() if w in lexicon]
+
+
+def stated_labels(text: str) -> set[str]:
+    """Labels the text states of the person, leaving out quoted and negated words ("no sign of anger")."""
+    return {label for label, negated in _mentions(text) if not negated}
+
+
+def denied_labels(text: str) -> set[str]:
+    """Labels the text says the person does not show ("she is not happy", "no anger")."""
+    return {label for label, negated in _mentions(text) if negated}
 
 
 def _sentences(text: str) -> list[str]:
@@ -72,6 +82,8 @@ def check_answer(completion: Completion, label: str) -> tuple[str, str | None]:
         return f"rejected: states {', '.join(opposite)}, the opposite kind of {label}", None
     if label not in stated:
         return f"rejected: does not state {label} (nor a word of its lexicon)", None
+    if label in denied_labels(text):  # "happy ... yet not really happy": the caption contradicts its own label
+        return f"rejected: also says the person is not {label}", None
     return KEPT, text
 
 

@@ -18,7 +18,7 @@ ANSWER_CUT = "fine_answer_cut"  # private column: the answer reached max_new_tok
 
 class FineStep(StepDefaults):
     name = "fine"
-    version = "2"  # 2: answers cut at the limit keep their full sentences; the label lexicon check
+    version = "3"  # 2: answers cut at the limit keep their full sentences; the label lexicon check. 3: an answer that also denies its label is rejected
     scope = "build"
     config_section = "annotate"
     settings = ("fine_backend", "model_dir", "server_url", "server_model", "fp8", "max_new_tokens", "temperature", "neutral_fraction", "seed")
@@ -41,7 +41,7 @@ class FineStep(StepDefaults):
 
     @classmethod
     def wants_gpu(cls, config) -> bool:
-        return config.annotate.fine_backend in ("smollm2", "transformers")
+        return config.annotate.in_process()
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         fine = fine_annotations(rows, self.llm, self.config, context.layout.llm_cache)

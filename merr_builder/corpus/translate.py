@@ -33,7 +33,7 @@ class TranslateStep(StepDefaults):
 
     @classmethod
     def wants_gpu(cls, config) -> bool:
-        return config.translate.backend == "llm" and config.annotate.fine_backend in ("smollm2", "transformers")
+        return config.translate.backend == "llm" and config.annotate.in_process()
 
     def run(self, rows: list[dict], context: StepContext) -> list[dict]:
         english = english_transcripts(rows, self.config.backend, self.llm, self.config.max_new_tokens, context.layout.llm_cache)

@@ -84,6 +84,16 @@ def test_negated_and_quoted_emotion_words_are_not_stated_of_the_person():
     assert check_answer(done(text), "happy") == (KEPT, text)
 
 
+def test_an_answer_that_also_denies_its_own_label_is_rejected():
+    # Stated once and denied once: the caption contradicts the label it was asked to explain.
+    text = ("Her cheeks are raised and her lip corners pulled up, so she looks happy at first, but her flat voice "
+            "shows she is not really happy about the news.")  # fmt: skip
+    assert check_answer(done(text), "happy") == ("rejected: also says the person is not happy", None)
+    # Denying another emotion is no contradiction.
+    text = "She smiles broadly and laughs, clearly happy, with no anger and no worry in her bright voice."
+    assert check_answer(done(text), "happy") == (KEPT, text)
+
+
 def test_near_duplicates_name_the_earliest_kept_clip():
     kept = NearDuplicates()
     assert kept.twin(GOOD) is None
