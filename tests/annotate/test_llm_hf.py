@@ -198,6 +198,10 @@ def test_the_build_setting_fuses_the_layers_elementwise_work_during_decoding_onl
     assert len(modules) == 2 * 2 + 1 + 2  # two norms and an MLP per layer (2 layers), the final norm
     rope_home = __import__(type(fused.model.get_decoder().layers[0].self_attn).__module__, fromlist=["_"])
     eager_rope = getattr(rope_home, ROPE_FUNCTION)
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()  # compiled afresh here, whatever earlier tests compiled, so the counts below are this test's
+    counters.clear()
     seen_inside = []
     hook = modules[0].register_forward_hook(lambda module, args, output: seen_inside.append(
         ("forward" in module.__dict__, getattr(rope_home, ROPE_FUNCTION) is not eager_rope)))  # fmt: skip
@@ -206,6 +210,7 @@ def test_the_build_setting_fuses_the_layers_elementwise_work_during_decoding_onl
     # Fused while the decoder ran (the module's compiled forward, the compiled RoPE; the hook is on the
     # fused model's module only) and only then.
     assert seen_inside and all(inside == (True, True) for inside in seen_inside)
+    assert counters["stats"]["unique_graphs"] >= 3 and not counters["graph_break"]  # each function whole, one graph or more
     assert not any("forward" in m.__dict__ for m in modules) and getattr(rope_home, ROPE_FUNCTION) is eager_rope
 
 
