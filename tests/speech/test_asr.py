@@ -110,9 +110,8 @@ def test_language_detection_shares_the_decoding_encoder_pass(clips):
     assert counting.encodes == 1  # plain faster-whisper 1.2 encodes this window twice
 
     # The same words, language and timings as faster-whisper's own pipeline.
-    plain = WhisperModel(str(asr.model_dir), device="cpu", compute_type="int8")
-    segments, info = plain.transcribe(audio, beam_size=5, vad_filter=True, word_timestamps=True,
-                                      temperature=[0.0], condition_on_previous_text=False)  # fmt: skip
+    plain = WhisperModel(str(asr.model_dir), device=asr.device, compute_type=asr.compute_type)
+    segments, info = plain.transcribe(audio, **asr.options(None, "transcribe"))  # the stage's settings, defined once
     segments = list(segments)
     assert info.language == ours.language and abs(info.language_probability - ours.language_probability) < 0.05
     assert [s.text.strip() for s in segments] == [s.text for s in ours.segments]
