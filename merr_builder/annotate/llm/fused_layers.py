@@ -47,14 +47,16 @@ def _compiled(function):  # type: ignore[no-untyped-def]
 
 
 def _fusable_modules(decoder) -> list[torch.nn.Module]:  # type: ignore[no-untyped-def]
-    """The decoder's RMSNorm modules (the final one too) and its layers' MLPs."""
-    return [m for name, m in decoder.named_modules()
-            if type(m).__name__.endswith("RMSNorm") or name.rsplit(".", 1)[-1] == "mlp"]  # fmt: skip
+    """The decoder's RMSNorm modules (the final one too) and its layers' MLPs; not one whose forward is
+    already replaced on the instance (accelerate's offloading hooks do that): it keeps its own."""
+    return [m for name, m in decoder.named_modules() if "forward" not in m.__dict__
+            and (type(m).__name__.endswith("RMSNorm") or name.rsplit(".", 1)[-1] == "mlp")]  # fmt: skip
 
 
 @contextmanager
 def fused_elementwise(model):  # type: ignore[no-untyped-def]
-    """Inside the block, the model's RMSNorms, MLPs and RoPE run compiled; after it, as they were."""
+    """Inside the block, the model's RMSNorms, MLPs and RoPE run compiled; after it, as they were. (RoPE is
+    a function of the modelling module, so it is compiled for the whole process while the block is open.)"""
     decoder = model.get_decoder()
     modules = _fusable_modules(decoder)
     if not modules:
