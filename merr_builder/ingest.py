@@ -24,7 +24,7 @@ from merr_builder.names import ID_RULE, id_problem, path_bytes, path_text, safe_
 from merr_builder.quarantine import ClipError, ErrorKind, QuarantineRecord, StageResult, map_clips
 from merr_builder.records import ClipInfo, ClipSource, Discovery
 from merr_builder.schema import INGEST_SCHEMA
-from merr_builder.stage import PartitionBatch
+from merr_builder.stage import PartitionBatch, StageDefaults
 from merr_builder.text import TextDecodeError, decode_text
 
 MER2023_TRANSCRIPTS = "transcription_en_all.csv"
@@ -382,7 +382,7 @@ def _duration(info: dict, video: dict) -> float:
     return value if value > 0 else 0.0
 
 
-class IngestStage:
+class IngestStage(StageDefaults):  # (no models: ffmpeg only)
     """Probe and fingerprint a partition of discovered clips."""
 
     name = "ingest"
@@ -392,14 +392,6 @@ class IngestStage:
 
     def __init__(self, config: IngestConfig) -> None:
         self.config = config
-
-    @classmethod
-    def wants_gpu(cls, config: BuildConfig) -> bool:
-        return False
-
-    @classmethod
-    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
-        return {}  # ffmpeg only
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "IngestStage":

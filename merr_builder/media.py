@@ -29,7 +29,7 @@ from merr_builder.names import path_bytes
 from merr_builder.records import ClipInfo
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult, map_clips
 from merr_builder.schema import MEDIA_SCHEMA
-from merr_builder.stage import PartitionBatch
+from merr_builder.stage import PartitionBatch, StageDefaults
 
 T = TypeVar("T")
 
@@ -443,7 +443,7 @@ def map_clips_with_audio(
     return map_clips(stage, futures, lambda item: item[1].result(), lambda item: (item[0].clip_id, item[0].source_path))
 
 
-class MediaStage:
+class MediaStage(StageDefaults):  # (no models: ffmpeg only)
     """Check each clip's audio decodes whole (16 kHz mono float32) and take K uniform frames (JPEG)."""
 
     name = "media"
@@ -453,14 +453,6 @@ class MediaStage:
 
     def __init__(self, config: MediaConfig) -> None:
         self.config = config
-
-    @classmethod
-    def wants_gpu(cls, config: BuildConfig) -> bool:
-        return False
-
-    @classmethod
-    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
-        return {}  # ffmpeg only
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "MediaStage":

@@ -50,3 +50,16 @@ class Stage(Protocol):
         ...
 
     def run(self, batch: PartitionBatch) -> StageResult[Any]: ...
+
+
+class StageDefaults:
+    """What a stage (or corpus step) without models of its own or a use for a GPU need not write out:
+    subclass it and override what differs."""
+
+    @classmethod
+    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
+        return {}
+
+    @classmethod
+    def wants_gpu(cls, config: BuildConfig) -> bool:
+        return False

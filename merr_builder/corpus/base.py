@@ -18,6 +18,7 @@ import pyarrow as pa
 from merr_builder.layout import BuildLayout
 from merr_builder.quarantine import StageResult
 from merr_builder.schema import SHARD_SCHEMA
+from merr_builder.stage import StageDefaults
 
 if TYPE_CHECKING:
     from merr_builder.config import BuildConfig
@@ -62,7 +63,7 @@ class CorpusStep(Protocol):
         ...
 
 
-class StepDefaults:
+class StepDefaults(StageDefaults):
     """What a step without settings, models or a GPU need not write out (subclass it, override the rest)."""
 
     config_section: ClassVar[str | None] = None
@@ -72,14 +73,6 @@ class StepDefaults:
     @classmethod
     def from_config(cls, config: BuildConfig):  # type: ignore[no-untyped-def]
         return cls()
-
-    @classmethod
-    def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
-        return {}
-
-    @classmethod
-    def wants_gpu(cls, config: BuildConfig) -> bool:
-        return False
 
 
 def output_schema(name: str, writes: tuple[str, ...], private: tuple[pa.Field, ...] = ()) -> pa.Schema:

@@ -33,7 +33,7 @@ from merr_builder.media import (
 )  # fmt: skip
 from merr_builder.quarantine import ClipError, ErrorKind, StageResult
 from merr_builder.schema import FACES_SCHEMA
-from merr_builder.stage import PartitionBatch
+from merr_builder.stage import PartitionBatch, StageDefaults
 
 
 def make_extractor(config: FacesConfig) -> AUExtractor:
@@ -362,7 +362,7 @@ class FaceAnalyser:
         }
 
 
-class FacesStage:
+class FacesStage(StageDefaults):  # (no GPU: TFLite faces read on the CPU)
     """Faces, AUs and the emotional peak frame of a partition's clips."""
 
     name = "faces"
@@ -372,10 +372,6 @@ class FacesStage:
 
     def __init__(self, config: FacesConfig, media: MediaConfig | None = None) -> None:
         self.analyser = FaceAnalyser(config, media or MediaConfig())
-
-    @classmethod
-    def wants_gpu(cls, config: BuildConfig) -> bool:
-        return False  # (CPU work: TFLite faces read on the CPU)
 
     @classmethod
     def models(cls, config: BuildConfig) -> dict[str, dict[str, str]]:
