@@ -174,7 +174,7 @@ def warm_up(llm: TransformersLLM, reqs: list[ChatRequest], settings: GenerationS
     llm.generate([reqs[i] for i in longest], settings)
     sync()
     llm._decoder.seconds = {"prefill": 0.0, "decode": 0.0}
-    llm._decoder.refills = llm._decoder.shared_tokens = 0
+    llm._decoder.refills = llm._decoder.shared_tokens = llm._decoder.row_steps = llm._decoder.busy_row_steps = 0
     return time.perf_counter() - started
 
 
@@ -363,6 +363,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
                     row["device_seconds"] = dict(llm._decoder.seconds)
                     row["refills"] = llm._decoder.refills
                     row["shared_prefix_tokens"] = llm._decoder.shared_tokens
+                    row["rows_busy"] = llm._decoder.busy_row_steps / max(1, llm._decoder.row_steps)
                 llm._decoder = None  # free its cache (and an FP8 copy's weights) before the next variant
                 llm = None
             if device == "cuda":
@@ -374,6 +375,7 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
             outputs[name] = tokens
         parts = row.get("device_seconds")
         where = (f", prefill {parts['prefill']:.1f} s + decode {parts['decode']:.1f} s, {row['refills']} rows refilled, "
+                 f"rows busy in {row['rows_busy']:.0%} of decode row-steps, "
                  f"{row['shared_prefix_tokens']} prompt tokens not prefilled (shared prefix); "
                  f"first call {row['first_call_s']:.1f} s") if parts else ""  # fmt: skip
         print(f"{name:20s}: {produced / seconds:9.1f} output tokens/s ({seconds:.1f} s, {produced} tokens, peak {peak:.1f} GiB{where})", flush=True)

@@ -169,6 +169,9 @@ def test_finished_rows_are_refilled_and_every_answer_is_what_plain_generate_give
     ours = fast.generate(requests, settings, on_answer=lambda index, completion: handed_on.append(index))
     assert ours == reference
     assert fast._decoder.refills == len(requests) - 3
+    # Every decoded token (an answer's, or its end-of-sequence) took one busy row-step; rows waited besides.
+    busy = sum(c.new_tokens + (c.finish_reason == "stop") - 1 for c in ours)
+    assert fast._decoder.busy_row_steps == busy < fast._decoder.row_steps
     # The chat header and system prompt every prompt starts with were prefilled once per group of rows.
     assert fast._decoder.shared_tokens > 0
     assert sorted(handed_on) == list(range(len(requests)))

@@ -148,6 +148,9 @@ class GreedyStaticDecoder:
         self.seconds = {"prefill": 0.0, "decode": 0.0}  # accumulated; read by the benchmark
         self.refills = 0  # prompts that took over a row another had finished in (accumulated)
         self.shared_tokens = 0  # prompt tokens not prefilled because a shared prefix was run once (accumulated)
+        # Row-steps of decoding run, and those that made a token of an answer (accumulated): the rest were
+        # rows that had finished and waited for the next check, or had no prompt left (the last batch's tail).
+        self.row_steps = self.busy_row_steps = 0
 
     @torch.inference_mode()
     def decode(self, prompts: list[list[int]], max_new_tokens: int, on_row: OnRow | None = None) -> DecodedBatch:
@@ -184,6 +187,7 @@ class GreedyStaticDecoder:
                 for r, row in zip(finished, self.out[finished].tolist()):
                     self._hand_on(result, holder[r], row[: produced[r]], on_row)  # type: ignore[arg-type]
                     holder[r] = None
+                    self.busy_row_steps += produced[r] - 1  # (its first token came from prefill)
                 refill = list(zip(finished, waiting))  # (row, prompt): as many as rows freed and prompts left
                 if refill:
                     self._timed(marks, "prefill", self._start, [r for r, _ in refill], [prompts[i] for _, i in refill])
@@ -258,6 +262,7 @@ class GreedyStaticDecoder:
     def _run_steps(self) -> None:
         for _ in range(self.check_every):
             self._run_step()
+        self.row_steps += self.check_every * self.batch
 
     def _step(self) -> None:
         """One decode step for every row; tensor ops only (capturable)."""
