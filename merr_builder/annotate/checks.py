@@ -31,21 +31,22 @@ def _negated(words: list[str], position: int) -> bool:
     return any(w in _NEGATORS or w.endswith("n't") for w in before)
 
 
-def _mentions(text: str) -> list[tuple[str, bool]]:
-    """(label, negated) for every word of a label's lexicon (labels.LABEL_WORDS) in the text, leaving out
-    words in quotes (what the person says)."""
+def said_labels(text: str) -> tuple[set[str], set[str]]:
+    """(labels stated of the person, labels denied of them) in any word of their lexicon (labels.LABEL_WORDS),
+    leaving out words in quotes (what the person says); a negated word ("no sign of anger") denies."""
     words = _WORD.findall(_QUOTED.sub(" ", text.lower()))
-    return [(label, _negated(words, i)) for i, w in enumerate(words) for label, lexicon in LABEL_WORDS.items() if w in lexicon]
+    stated: set[str] = set()
+    denied: set[str] = set()
+    for i, w in enumerate(words):
+        for label, lexicon in LABEL_WORDS.items():
+            if w in lexicon:
+                (denied if _negated(words, i) else stated).add(label)
+    return stated, denied
 
 
 def stated_labels(text: str) -> set[str]:
-    """Labels the text states of the person, leaving out quoted and negated words ("no sign of anger")."""
-    return {label for label, negated in _mentions(text) if not negated}
-
-
-def denied_labels(text: str) -> set[str]:
-    """Labels the text says the person does not show ("she is not happy", "no anger")."""
-    return {label for label, negated in _mentions(text) if negated}
+    """Labels the text states of the person, leaving out quoted and negated words."""
+    return said_labels(text)[0]
 
 
 def _sentences(text: str) -> list[str]:
@@ -76,13 +77,13 @@ def check_answer(completion: Completion, label: str) -> tuple[str, str | None]:
     sentences = _sentences(text)
     if len(sentences) != len(set(sentences)):
         return "rejected: repeats a sentence", None
-    stated = stated_labels(text)
+    stated, denied = said_labels(text)
     opposite = sorted(stated & set(OPPOSITE_KIND[label]))
     if opposite:
         return f"rejected: states {', '.join(opposite)}, the opposite kind of {label}", None
     if label not in stated:
         return f"rejected: does not state {label} (nor a word of its lexicon)", None
-    if label in denied_labels(text):  # "happy ... yet not really happy": the caption contradicts its own label
+    if label in denied:  # "happy ... yet not really happy": the caption contradicts its own label
         return f"rejected: also says the person is not {label}", None
     return KEPT, text
 
