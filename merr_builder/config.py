@@ -218,7 +218,7 @@ class AnnotateConfig(_Section):
     fp8: bool = Field(
         False,
         description="transformers, smollm2 on a GPU of compute capability 8.9 or more (L40S, H100, H200): FP8 weights and "
-        "per-token FP8 activations in the decoder's linear layers (torchao, installed separately): about half the bytes "
+        "per-token FP8 activations in the decoder's linear layers (torchao: the fp8 extra, pip install -e '.[fp8]'): about half the bytes "
         "and twice the matmul rate, answers not token-identical to bf16 (cached and keyed apart)",
     )
     max_new_tokens: int = Field(

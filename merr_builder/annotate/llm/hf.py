@@ -69,7 +69,7 @@ def fp8_ready(device: torch.device) -> None:
     try:
         import torchao  # noqa: F401
     except ImportError as error:
-        raise ValueError("annotate.fp8 needs torchao, not installed here (pip install torchao==0.18.0)") from error
+        raise ValueError("annotate.fp8 needs torchao, not installed here (the fp8 extra: pip install -e '.[fp8]')") from error
 
 
 def to_fp8(model) -> None:  # type: ignore[no-untyped-def]
