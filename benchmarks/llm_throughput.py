@@ -439,9 +439,9 @@ def run_shape(args, shape, model, tokenizer, reqs, device, dtype, bandwidth, flo
         print(f"greedy outputs identical to plain generate ({dtype}), {name}: {matched}/{len(sample)} sampled prompts")
     for check, matched in (exact or {}).items():
         print(f"greedy outputs identical to plain generate in float32 (32 new tokens), {check}: {matched}/{len(sample)}")
-    return {"machine": gpu_name, "results": results, "floors": ceiling, "identical_sampled": checks, "identical_fp32": exact,
-            "sample": len(sample), "prompts": n, "prompt_tokens": [min(prompt_tokens), sum(prompt_tokens) / n, max(prompt_tokens)],
-            "batch": batch, "auto_rows": auto_rows, "shared_prefix": shared}  # fmt: skip
+    report.update({"machine": gpu_name, "floors": ceiling, "identical_sampled": checks, "sample": len(sample),
+                   "prompt_tokens": [min(prompt_tokens), sum(prompt_tokens) / n, max(prompt_tokens)], "shared_prefix": shared})  # fmt: skip
+    return report
 
 
 if __name__ == "__main__":

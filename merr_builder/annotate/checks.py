@@ -44,11 +44,6 @@ def said_labels(text: str) -> tuple[set[str], set[str]]:
     return stated, denied
 
 
-def stated_labels(text: str) -> set[str]:
-    """Labels the text states of the person, leaving out quoted and negated words."""
-    return said_labels(text)[0]
-
-
 def _sentences(text: str) -> list[str]:
     return [s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
